@@ -1,0 +1,1 @@
+//! ue8-convert

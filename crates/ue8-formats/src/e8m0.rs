@@ -1,0 +1,104 @@
+//! UE8M0 / E8M0: the one-byte power-of-two scale of DeepSeek-V3.1 and OCP MX.
+
+use crate::minifloat::pow2;
+use crate::Overflow;
+
+/// Unsigned power of two, value `2^(byte - 127)`; byte 0xFF is NaN. No zero, no sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct E8M0(pub u8);
+
+impl E8M0 {
+    /// The NaN byte: a reader must reject or flag it.
+    pub const NAN: E8M0 = E8M0(0xFF);
+    /// 2^0.
+    pub const ONE: E8M0 = E8M0(127);
+
+    #[inline]
+    pub const fn from_bits(b: u8) -> Self {
+        E8M0(b)
+    }
+    #[inline]
+    pub const fn to_bits(self) -> u8 {
+        self.0
+    }
+    #[inline]
+    pub const fn is_nan(self) -> bool {
+        self.0 == 0xFF
+    }
+    /// Unbiased exponent, `None` for NaN.
+    #[inline]
+    pub const fn exponent(self) -> Option<i32> {
+        if self.0 == 0xFF {
+            None
+        } else {
+            Some(self.0 as i32 - 127)
+        }
+    }
+    /// Exact f32 value. Byte 0 is 2^-127, an f32 subnormal (`e << 23` would give 0).
+    #[inline]
+    pub fn to_f32(self) -> f32 {
+        match self.0 {
+            0xFF => f32::NAN,
+            b => pow2(b as i32 - 127),
+        }
+    }
+    /// Byte of an f32 that is exactly a power of two in [2^-127, 2^127]; `None` otherwise.
+    #[inline]
+    pub fn from_exact_pow2(x: f32) -> Option<Self> {
+        if !(x > 0.0) || !x.is_finite() {
+            return None;
+        }
+        let b = x.to_bits();
+        let (e, m) = ((b >> 23) as i32, b & 0x7F_FFFF);
+        if e == 0 {
+            // only 2^-127 (bits 0x0040_0000) is representable among f32 subnormals
+            (m == 0x40_0000).then_some(E8M0(0))
+        } else if m == 0 && e <= 254 {
+            Some(E8M0(e as u8))
+        } else {
+            None
+        }
+    }
+
+    /// Plain f32 -> E8M0 cast as ml_dtypes does it (formats.md section 1): the nearer power of two
+    /// on a linear scale, ties up; 0, negatives, inf and NaN become 0xFF. With `Overflow::Saturate`
+    /// values above 2^127 clamp to 0xFE instead of becoming NaN.
+    pub fn from_f32(x: f32, mode: Overflow) -> Self {
+        if x.is_nan() || x <= 0.0 {
+            return E8M0::NAN;
+        }
+        if x.is_infinite() {
+            return match mode {
+                Overflow::Saturate => E8M0(0xFE),
+                Overflow::Ieee => E8M0::NAN,
+            };
+        }
+        let b = x.to_bits();
+        let (mut e, m) = ((b >> 23) as i32, b & 0x7F_FFFF);
+        if e == 0 {
+            // f32 subnormal: between 0 and 2^-126. Nearest of {2^-127, 2^-126} (ties up); below
+            // the midpoint of 2^-127 and 2^-126 (that is, 1.5 * 2^-127) -> 2^-127 (byte 0).
+            return if m >= 0x60_0000 { E8M0(1) } else { E8M0(0) };
+        }
+        if m >= 0x40_0000 {
+            e += 1; // mantissa >= 1.5: the upper power of two is nearer (or tied)
+        }
+        if e > 254 {
+            return match mode {
+                Overflow::Saturate => E8M0(0xFE),
+                Overflow::Ieee => E8M0::NAN,
+            };
+        }
+        E8M0(e as u8)
+    }
+
+    /// Scale exponent rounded UP (DeepGEMM's `ceil_to_ue8m0`, formats.md section 2): the smallest
+    /// power of two >= `s`, from the f32 bits, never via log2. Clamped to bytes [1, 254].
+    #[inline]
+    pub fn ceil_pow2(s: f32) -> Self {
+        let b = s.to_bits();
+        let e = ((b >> 23) & 0xFF) as i32 + ((b & 0x7F_FFFF) != 0) as i32;
+        E8M0(e.clamp(1, 254) as u8)
+    }
+}
