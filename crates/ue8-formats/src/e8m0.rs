@@ -46,7 +46,7 @@ impl E8M0 {
     /// Byte of an f32 that is exactly a power of two in [2^-127, 2^127]; `None` otherwise.
     #[inline]
     pub fn from_exact_pow2(x: f32) -> Option<Self> {
-        if !(x > 0.0) || !x.is_finite() {
+        if x.is_nan() || x <= 0.0 || x.is_infinite() {
             return None;
         }
         let b = x.to_bits();
@@ -77,9 +77,11 @@ impl E8M0 {
         let b = x.to_bits();
         let (mut e, m) = ((b >> 23) as i32, b & 0x7F_FFFF);
         if e == 0 {
-            // f32 subnormal: between 0 and 2^-126. Nearest of {2^-127, 2^-126} (ties up); below
-            // the midpoint of 2^-127 and 2^-126 (that is, 1.5 * 2^-127) -> 2^-127 (byte 0).
-            return if m >= 0x60_0000 { E8M0(1) } else { E8M0(0) };
+            // f32 subnormal (0, 2^-126). ml_dtypes does NOT use the linear midpoint 1.5 * 2^-127
+            // here: it rounds the subnormal to the nearest multiple of 2^-126, ties to even, as if
+            // byte 0 were zero, then reads byte 0 as 2^-127. So (0, 2^-127] (mantissa bits up to
+            // 0x40_0000) -> byte 0 and (2^-127, 2^-126) -> byte 1. Pinned by the golden vectors.
+            return if m > 0x40_0000 { E8M0(1) } else { E8M0(0) };
         }
         if m >= 0x40_0000 {
             e += 1; // mantissa >= 1.5: the upper power of two is nearer (or tied)

@@ -15,9 +15,11 @@
 //! ```
 #![no_std]
 
+mod decode;
 mod e8m0;
 mod minifloat;
 
+pub use decode::{decode_table, e4m3_to_f16_bits, e4m3_to_f32_via_f16_bits};
 pub use e8m0::E8M0;
 pub use minifloat::{Element, E2M1, E2M3, E3M2, E4M3, E5M2};
 

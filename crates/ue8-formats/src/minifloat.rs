@@ -64,12 +64,18 @@ const fn sign_bit(bits: u32) -> u8 {
 /// f32 -> code. Never panics, for any input bits.
 #[inline]
 fn encode<T: Element>(x: f32, mode: Overflow) -> u8 {
-    let sign = if x.is_sign_negative() { sign_bit(T::BITS) } else { 0 };
+    let sign = if x.is_sign_negative() {
+        sign_bit(T::BITS)
+    } else {
+        0
+    };
     if x.is_nan() {
         return match T::NAN_CODE {
+            // ml_dtypes keeps the sign and drops the payload (checked by the golden vectors).
             Some(nan) => nan | sign,
-            // ml_dtypes turns NaN into -0 for the types without NaN (formats.md section 1).
-            None => sign_bit(T::BITS),
+            // Types without NaN: ml_dtypes gives a zero of the OPPOSITE sign, so +NaN -> -0 and
+            // -NaN -> +0 (formats.md section 1 names the -0 case; the golden vectors pin both).
+            None => sign_bit(T::BITS) ^ sign,
         };
     }
     let a = x.abs();
@@ -180,9 +186,10 @@ element!(
     nan Some(0x7F), inf None
 );
 element!(
-    /// FP8 E5M2: bias 15, max 57344, inf 0x7C, NaN 0x7D-0x7F.
+    /// FP8 E5M2: bias 15, max 57344, inf 0x7C, NaN 0x7D-0x7F. An f32 NaN becomes 0x7E (with its
+    /// sign), the canonical quiet NaN (top mantissa bit set) that ml_dtypes writes for any payload.
     E5M2, "float8_e5m2", bits 8, exp 5, man 2, bias 15, max 57344.0, max_code 0x7B, emax 15,
-    nan Some(0x7F), inf Some(0x7C)
+    nan Some(0x7E), inf Some(0x7C)
 );
 element!(
     /// FP6 E3M2: bias 3, max 28, no inf, no NaN.
