@@ -1,0 +1,1 @@
+//! GGUF tensor names to Hugging Face names, and GGML's Q/K row permutation.

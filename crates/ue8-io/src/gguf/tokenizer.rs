@@ -1,0 +1,1 @@
+//! tokenizer.json and tokenizer_config.json built from GGUF tokenizer metadata.
