@@ -8,7 +8,9 @@
 use crate::Overflow;
 
 /// An element type of up to 8 bits stored in the low bits of a `u8`.
-pub trait Element: Copy + Sized {
+pub trait Element:
+    Copy + Sized + core::fmt::Debug + PartialEq + Eq + Default + Send + Sync + 'static
+{
     /// Name as ml_dtypes spells it.
     const ML_DTYPES_NAME: &'static str;
     /// Total bits (sign included).
