@@ -1,0 +1,120 @@
+//! Portable versions of the kernel primitives; also the tail loops of every SIMD variant, so a
+//! SIMD kernel and its scalar twin can only differ in the vector body.
+
+use std::sync::OnceLock;
+
+use half::bf16;
+use ue8_formats::{Element, Overflow, E2M1, E4M3};
+
+use super::ScaleOp;
+use crate::rules::{e8m0_to_f32, pow2, MxElement, MxScaleRule, E4M3_MAX};
+use crate::source::SourceElement;
+
+/// Bits of the largest |x|; any NaN or inf makes the result >= 0x7F80_0000 (integer order of
+/// non-negative f32 bit patterns is their value order, with inf and NaN above every finite).
+#[inline]
+pub(crate) fn max_abs_bits<T: SourceElement>(src: &[T]) -> u32 {
+    src.iter()
+        .fold(0u32, |m, v| m.max(v.to_f32().to_bits() & 0x7FFF_FFFF))
+}
+
+/// E4M3 code of one already-scaled value, and whether it exceeded 448 before the clamp.
+#[inline]
+pub(crate) fn e4m3_code_clamped(x: f32) -> (u8, bool) {
+    let clipped = x.abs() > E4M3_MAX;
+    let c = E4M3::from_f32(x.clamp(-E4M3_MAX, E4M3_MAX), Overflow::Saturate).to_bits();
+    (c, clipped)
+}
+
+pub(crate) fn encode_e4m3<T: SourceElement>(src: &[T], op: ScaleOp, out: &mut [u8]) -> u64 {
+    let mut clipped = 0u64;
+    for (o, v) in out.iter_mut().zip(src) {
+        let (c, clip) = e4m3_code_clamped(op.apply(v.to_f32()));
+        *o = c;
+        clipped += clip as u64;
+    }
+    clipped
+}
+
+/// E4M3 code -> f32 for all 256 codes (NaN codes give NaN).
+pub(crate) fn e4m3_table() -> &'static [f32; 256] {
+    static TABLE: OnceLock<[f32; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [0f32; 256];
+        for (code, slot) in (0u8..=255).zip(t.iter_mut()) {
+            *slot = E4M3::from_bits(code).to_f32();
+        }
+        t
+    })
+}
+
+pub(crate) fn decode_e4m3_f32(q: &[u8], s: f32, out: &mut [f32]) {
+    let t = e4m3_table();
+    for (o, &c) in out.iter_mut().zip(q) {
+        *o = t[c as usize] * s;
+    }
+}
+
+pub(crate) fn decode_e4m3_bf16(q: &[u8], s: f32, out: &mut [bf16]) {
+    let t = e4m3_table();
+    for (o, &c) in out.iter_mut().zip(q) {
+        *o = bf16::from_f32(t[c as usize] * s);
+    }
+}
+
+/// Quantizes one MX block (<= 32 values) into unpacked `codes`; returns the scale byte.
+/// A block holding NaN or inf gets scale 0xFF and all-zero codes.
+#[inline]
+pub(crate) fn mx_block<T: SourceElement>(
+    elem: MxElement,
+    rule: MxScaleRule,
+    src: &[T],
+    codes: &mut [u8],
+) -> u8 {
+    let amax_bits = max_abs_bits(src);
+    if amax_bits >= 0x7F80_0000 {
+        codes.fill(0);
+        return 0xFF;
+    }
+    let byte = rule.scale_byte(elem, f32::from_bits(amax_bits));
+    // 1/X = 2^(127 - byte) is exact for every byte 0..=254, so v * inv == v / X bit for bit.
+    let inv = pow2(127 - byte as i32);
+    for (c, v) in codes.iter_mut().zip(src) {
+        *c = elem.encode(v.to_f32() * inv);
+    }
+    byte
+}
+
+pub(crate) fn mxfp4_quantize_row<T: SourceElement>(
+    rule: MxScaleRule,
+    src: &[T],
+    blocks: &mut [u8],
+    scales: &mut [u8],
+) {
+    for ((chunk, packed), scale) in src
+        .chunks(32)
+        .zip(blocks.chunks_exact_mut(16))
+        .zip(scales.iter_mut())
+    {
+        let mut codes = [0u8; 32];
+        *scale = mx_block(MxElement::E2M1, rule, chunk, &mut codes[..chunk.len()]);
+        for (j, p) in packed.iter_mut().enumerate() {
+            *p = codes[2 * j] | (codes[2 * j + 1] << 4);
+        }
+    }
+}
+
+pub(crate) fn mxfp4_dequantize_row<O>(
+    blocks: &[u8],
+    scales: &[u8],
+    out: &mut [O],
+    convert: impl Fn(f32) -> O,
+) {
+    for ((packed, &scale), dst) in blocks.chunks_exact(16).zip(scales).zip(out.chunks_mut(32)) {
+        let x = e8m0_to_f32(scale);
+        for (i, o) in dst.iter_mut().enumerate() {
+            let code = (packed[i / 2] >> (4 * (i % 2))) & 0xF;
+            *o = convert(E2M1::from_bits(code).to_f32() * x);
+        }
+    }
+}

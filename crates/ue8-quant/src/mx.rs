@@ -1,0 +1,173 @@
+//! OCP MX block formats: 32 consecutive elements along K share one E8M0 scale (formats.md
+//! section 3), for E4M3, E5M2, E3M2, E2M3 and E2M1 elements, scale rules `Floor` and `Rceil`.
+//!
+//! K not a multiple of 32: the last block of each row is partial, its scale comes from its real
+//! elements only, and the scale grid is `[n, ceil(k/32)]`. The unpacked codes here have exactly
+//! `n * k` entries; packed layouts (see [`crate::mxfp4`] and [`crate::pack`]) zero-pad each row to
+//! whole blocks. A block holding NaN or inf gets scale byte 0xFF (NaN) and all-zero codes.
+
+use half::bf16;
+
+use crate::rules::{e8m0_to_f32, MxElement, MxScaleRule};
+use crate::shape::{blocks, check_len, elements};
+use crate::source::SourceElement;
+use crate::{QuantError, QuantReport};
+
+/// Elements per MX block.
+pub const MX_BLOCK: usize = 32;
+
+/// An OCP MX scheme: element type and scale rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MxScheme {
+    pub elem: MxElement,
+    pub rule: MxScaleRule,
+}
+
+impl MxScheme {
+    /// OCP MXFP4 (E2M1) with the OCP `Floor` rule.
+    pub const MXFP4: MxScheme = MxScheme {
+        elem: MxElement::E2M1,
+        rule: MxScaleRule::Floor,
+    };
+    /// OCP MXFP8 (E4M3) with the OCP `Floor` rule.
+    pub const MXFP8_E4M3: MxScheme = MxScheme {
+        elem: MxElement::E4M3,
+        rule: MxScaleRule::Floor,
+    };
+
+    /// Number of scales per row: `ceil(k / 32)`.
+    pub fn blocks_per_row(k: usize) -> usize {
+        blocks(k, MX_BLOCK)
+    }
+
+    fn check(
+        n: usize,
+        k: usize,
+        src_len: usize,
+        codes_len: usize,
+        scales_len: usize,
+    ) -> Result<usize, QuantError> {
+        let len = elements(n, k)?;
+        check_len("source", len, src_len)?;
+        check_len("codes", len, codes_len)?;
+        let nb = Self::blocks_per_row(k);
+        let ns = n
+            .checked_mul(nb)
+            .ok_or(QuantError::ShapeOverflow { n, k })?;
+        check_len("scales", ns, scales_len)?;
+        Ok(nb)
+    }
+
+    /// Quantizes a row-major f32 `[n, k]` into one code per element and `[n, ceil(k/32)]` scales.
+    pub fn quantize_f32(
+        &self,
+        src: &[f32],
+        n: usize,
+        k: usize,
+        codes_out: &mut [u8],
+        scales_out: &mut [u8],
+    ) -> Result<QuantReport, QuantError> {
+        self.quantize(src, n, k, codes_out, scales_out)
+    }
+
+    /// As [`MxScheme::quantize_f32`], from bf16.
+    pub fn quantize_bf16(
+        &self,
+        src: &[bf16],
+        n: usize,
+        k: usize,
+        codes_out: &mut [u8],
+        scales_out: &mut [u8],
+    ) -> Result<QuantReport, QuantError> {
+        self.quantize(src, n, k, codes_out, scales_out)
+    }
+
+    /// Generic quantizer (f32, bf16, f16), the reference every MX kernel is tested against:
+    /// `X = 2^(byte-127)`, code = `RNE_saturate(v / X)`.
+    pub fn quantize<T: SourceElement>(
+        &self,
+        src: &[T],
+        n: usize,
+        k: usize,
+        codes_out: &mut [u8],
+        scales_out: &mut [u8],
+    ) -> Result<QuantReport, QuantError> {
+        Self::check(n, k, src.len(), codes_out.len(), scales_out.len())?;
+        let max = self.elem.max();
+        let mut report = QuantReport::default();
+        let blocks = src
+            .chunks(k)
+            .zip(codes_out.chunks_mut(k))
+            .flat_map(|(s, c)| s.chunks(MX_BLOCK).zip(c.chunks_mut(MX_BLOCK)));
+        for ((s, c), scale) in blocks.zip(scales_out.iter_mut()) {
+            let mut amax = 0f32;
+            let mut finite = true;
+            for v in s {
+                let v = v.to_f32();
+                finite &= v.is_finite();
+                amax = amax.max(v.abs());
+            }
+            if !finite {
+                *scale = 0xFF;
+                c.fill(0);
+                report.nonfinite += s.iter().filter(|v| !v.to_f32().is_finite()).count() as u64;
+                continue;
+            }
+            *scale = self.rule.scale_byte(self.elem, amax);
+            let x = e8m0_to_f32(*scale);
+            for (code, v) in c.iter_mut().zip(s) {
+                let y = v.to_f32() / x;
+                report.clipped += (y.abs() > max) as u64;
+                *code = self.elem.encode(y);
+            }
+        }
+        Ok(report)
+    }
+
+    fn dequantize<O>(
+        &self,
+        codes: &[u8],
+        scales: &[u8],
+        n: usize,
+        k: usize,
+        out: &mut [O],
+        convert: impl Fn(f32) -> O,
+    ) -> Result<(), QuantError> {
+        Self::check(n, k, out.len(), codes.len(), scales.len())?;
+        let blocks = codes
+            .chunks(k)
+            .zip(out.chunks_mut(k))
+            .flat_map(|(c, o)| c.chunks(MX_BLOCK).zip(o.chunks_mut(MX_BLOCK)));
+        for ((c, o), &scale) in blocks.zip(scales) {
+            let x = e8m0_to_f32(scale);
+            for (dst, &code) in o.iter_mut().zip(c) {
+                *dst = convert(self.elem.decode(code) * x);
+            }
+        }
+        Ok(())
+    }
+
+    /// `decode(code) * X` per element (scale 0xFF gives NaN).
+    pub fn dequantize_to_f32(
+        &self,
+        codes: &[u8],
+        scales: &[u8],
+        n: usize,
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), QuantError> {
+        self.dequantize(codes, scales, n, k, out, |v| v)
+    }
+
+    /// `bf16_rne(decode(code) * X)` per element.
+    pub fn dequantize_to_bf16(
+        &self,
+        codes: &[u8],
+        scales: &[u8],
+        n: usize,
+        k: usize,
+        out: &mut [bf16],
+    ) -> Result<(), QuantError> {
+        self.dequantize(codes, scales, n, k, out, bf16::from_f32)
+    }
+}
