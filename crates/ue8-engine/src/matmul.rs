@@ -1,0 +1,77 @@
+//! y[m, n] = x[m, k] W^T for every stored weight format: the one place the model code calls into
+//! the matmul kernels. `matmul_ref` is the plain reference (dequantize a row, dot it with each
+//! activation row) that the fast kernels are checked against.
+
+use crate::error::{EngineError, Result};
+use crate::layers::dot;
+use crate::weights::Linear;
+
+fn check(lin: &Linear, x: &[f32], m: usize, y: &[f32]) -> Result<()> {
+    let xs = m.checked_mul(lin.k);
+    let ys = m.checked_mul(lin.n);
+    if xs != Some(x.len()) || ys != Some(y.len()) {
+        return Err(EngineError::InvalidArgument(format!(
+            "{}: matmul of [{m}, {}] by [{}, {}]^T given x of {} and y of {}",
+            lin.name,
+            lin.k,
+            lin.n,
+            lin.k,
+            x.len(),
+            y.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Reference matmul: exact dequantization of each weight row, f32 dot products, bias added.
+pub fn matmul_ref(lin: &Linear, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
+    check(lin, x, m, y)?;
+    let (n, k) = (lin.n, lin.k);
+    let mut row = vec![0.0f32; k];
+    for r in 0..n {
+        lin.dequant_row(r, &mut row)?;
+        for i in 0..m {
+            y[i * n + r] = dot(&x[i * k..(i + 1) * k], &row);
+        }
+    }
+    add_bias(lin, m, y);
+    Ok(())
+}
+
+/// y[i, :] += bias for every row i.
+pub fn add_bias(lin: &Linear, m: usize, y: &mut [f32]) {
+    if let Some(b) = &lin.bias {
+        for row in y.chunks_exact_mut(lin.n).take(m) {
+            for (v, &bb) in row.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+    }
+}
+
+/// The matmul executor a session uses: owns the worker threads for the whole run.
+pub struct Matmul {
+    threads: usize,
+}
+
+impl Matmul {
+    /// An executor with `threads` workers (0 = one per available core).
+    pub fn new(threads: usize) -> Self {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        Matmul { threads }
+    }
+
+    /// Worker threads in use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// y[m, n] = x[m, k] W^T (+ bias).
+    pub fn matmul(&self, lin: &Linear, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
+        matmul_ref(lin, x, m, y)
+    }
+}
