@@ -7,11 +7,7 @@ use crate::minifloat::Element;
 /// For types narrower than 8 bits the bits above `T::BITS` are ignored, as [`Element::from_bits`]
 /// does, so the table repeats; a kernel can index it with a raw byte without masking.
 pub fn decode_table<T: Element>() -> [f32; 256] {
-    let mut table = [0.0f32; 256];
-    for (byte, slot) in (0u8..=255).zip(table.iter_mut()) {
-        *slot = T::from_bits(byte).to_f32();
-    }
-    table
+    T::F32_TABLE
 }
 
 /// The f16 bit pattern whose value is `E4M3 code / 2^8` (formats.md section 5).

@@ -1,9 +1,10 @@
 //! Generic small-float codec, instantiated for E4M3, E5M2, E3M2, E2M3 and E2M1.
 //!
-//! A non-negative code is `(biased exponent << M) | mantissa`; codes are monotonic in value, so a
-//! rounded magnitude `n * quantum` maps to code `((max(E, emin) - emin) << M) + n` where
-//! `quantum = 2^(max(E, emin) - M)`. That one formula covers subnormals, normals and the carry
-//! into the next binade.
+//! A non-negative code is `(biased exponent << M) | mantissa`, and codes are monotonic in value.
+//! Encoding works on the f32 bits: in the element's normal range, dropping the low `23 - M` mantissa
+//! bits with round-to-nearest-even and re-biasing the exponent gives the code directly (a rounding
+//! carry lands in the exponent field, which is the next code); below the smallest normal, one f32
+//! addition of a power of two rounds the value onto the subnormal grid.
 
 use crate::Overflow;
 
@@ -27,10 +28,14 @@ pub trait Element:
     const MAX_CODE: u8;
     /// Exponent of the largest normal binade (OCP's `emax_elem`).
     const EMAX: i32;
-    /// Code an f32 NaN becomes (positive NaN input; sign is applied where the type keeps it).
+    /// Code a positive f32 NaN becomes (the sign bit is added for a negative NaN), `None` for types
+    /// without NaN, where a NaN becomes the zero of the opposite sign (ml_dtypes' rule).
     const NAN_CODE: Option<u8>;
     /// Code of +infinity, if the type has one.
     const INF_CODE: Option<u8>;
+    /// The exact f32 value of every byte (bits above `BITS` ignored, so narrower types repeat);
+    /// what [`Element::to_f32`] reads. Built at compile time.
+    const F32_TABLE: [f32; 256];
 
     /// Wraps a bit pattern (bits above `BITS` are ignored).
     fn from_bits(bits: u8) -> Self;
@@ -52,10 +57,10 @@ pub trait Element:
     fn from_bf16(x: half::bf16, mode: Overflow) -> Self {
         Self::from_f32(x.to_f32(), mode)
     }
-    /// element -> f32, exact.
+    /// element -> f32, exact (a lookup in [`Element::F32_TABLE`]).
     #[inline]
     fn to_f32(self) -> f32 {
-        decode::<Self>(self.to_bits())
+        Self::F32_TABLE[usize::from(self.to_bits())]
     }
 }
 
@@ -63,15 +68,25 @@ const fn sign_bit(bits: u32) -> u8 {
     1u8 << (bits - 1)
 }
 
+/// f32 bits of +infinity; any larger magnitude is a NaN.
+const F32_INF_BITS: u32 = 0x7F80_0000;
+
 /// f32 -> code. Never panics, for any input bits.
 #[inline]
 fn encode<T: Element>(x: f32, mode: Overflow) -> u8 {
-    let sign = if x.is_sign_negative() {
-        sign_bit(T::BITS)
-    } else {
-        0
+    let bits = x.to_bits();
+    let sign = ((bits >> 31) as u8) << (T::BITS - 1);
+    let abs = bits & 0x7FFF_FFFF;
+    let overflow = match (mode, T::INF_CODE, T::NAN_CODE) {
+        (Overflow::Saturate, _, _) => T::MAX_CODE,
+        (Overflow::Ieee, Some(inf), _) => inf,
+        (Overflow::Ieee, None, Some(nan)) => nan,
+        (Overflow::Ieee, None, None) => T::MAX_CODE,
     };
-    if x.is_nan() {
+    if abs >= F32_INF_BITS {
+        if abs == F32_INF_BITS {
+            return overflow | sign;
+        }
         return match T::NAN_CODE {
             // ml_dtypes keeps the sign and drops the payload (checked by the golden vectors).
             Some(nan) => nan | sign,
@@ -80,43 +95,36 @@ fn encode<T: Element>(x: f32, mode: Overflow) -> u8 {
             None => sign_bit(T::BITS) ^ sign,
         };
     }
-    let a = x.abs();
-    let overflow = || -> u8 {
-        match (mode, T::INF_CODE, T::NAN_CODE) {
-            (Overflow::Saturate, _, _) => T::MAX_CODE | sign,
-            (Overflow::Ieee, Some(inf), _) => inf | sign,
-            (Overflow::Ieee, None, Some(nan)) => nan | sign,
-            (Overflow::Ieee, None, None) => T::MAX_CODE | sign,
-        }
-    };
-    if a.is_infinite() {
-        return overflow();
-    }
-    if a == 0.0 {
-        return sign;
-    }
+    let man = T::MAN_BITS;
+    let drop = 23 - man;
+    // Normal range: round the f32 bits to M mantissa bits, ties to even (add half - 1, plus 1 when
+    // the kept LSB is odd), then move the exponent bias from 127 to T's. No u32 overflow: abs is
+    // below the f32 inf bits.
+    let lsb = (abs >> drop) & 1;
+    let rounded = (abs + (1 << (drop - 1)) - 1 + lsb) >> drop;
+    let normal = rounded.wrapping_sub(((127 - T::BIAS) as u32) << man);
+    // Below 2^emin (T's subnormals and everything that rounds to 0): adding 2^(emin - M + 23) puts
+    // the value in the f32 binade whose ulp is T's subnormal step, so the addition itself rounds it
+    // to nearest even; the sum's bits minus the constant's bits are the code (2^M is exactly the
+    // smallest normal code).
     let emin = 1 - T::BIAS;
-    // floor(log2(a)) from the bits; f32 subnormals lie far below every element's smallest
-    // subnormal, so treating them as binade -127 only ever rounds them to zero, correctly.
-    let e = ((a.to_bits() >> 23) as i32) - 127;
-    if e > T::EMAX + 1 {
-        return overflow();
-    }
-    let e = e.max(emin);
-    let qexp = e - T::MAN_BITS as i32;
-    // a / 2^qexp is exact (a power-of-two scaling that stays normal or exactly subnormal)
-    // and below 2^(M+2), so round_ties_even on it is the RNE of the element.
-    let n = (a * pow2(-qexp)).round_ties_even() as u32;
-    let code = (((e - emin) as u32) << T::MAN_BITS) + n;
-    if code > T::MAX_CODE as u32 {
-        return overflow();
+    let magic = pow2(emin - man as i32 + 23);
+    let subnormal = (f32::from_bits(abs) + magic).to_bits() - magic.to_bits();
+    let min_normal_bits = ((emin + 127) as u32) << 23;
+    let code = if abs < min_normal_bits {
+        subnormal
+    } else {
+        normal
+    };
+    if code > u32::from(T::MAX_CODE) {
+        return overflow | sign;
     }
     code as u8 | sign
 }
 
 /// 2^k as f32 for k in -149..=127, exact.
 #[inline]
-pub(crate) fn pow2(k: i32) -> f32 {
+pub(crate) const fn pow2(k: i32) -> f32 {
     if k >= -126 {
         f32::from_bits(((k + 127) as u32) << 23)
     } else {
@@ -124,30 +132,57 @@ pub(crate) fn pow2(k: i32) -> f32 {
     }
 }
 
-#[inline]
-fn decode<T: Element>(bits: u8) -> f32 {
-    let sign_mask = sign_bit(T::BITS);
+/// Exact value of a code, from the type's parameters (a `const fn`, so tables build at compile time).
+const fn decode(
+    bits: u8,
+    width: u32,
+    man_bits: u32,
+    bias: i32,
+    max_code: u8,
+    inf: Option<u8>,
+) -> f32 {
+    let sign_mask = sign_bit(width);
     let code = bits & (sign_mask | (sign_mask - 1));
-    let neg = code & sign_mask != 0;
     let mag = code & !sign_mask;
-    let v = if Some(mag) == T::INF_CODE {
+    let is_inf = match inf {
+        Some(i) => mag == i,
+        None => false,
+    };
+    let v = if is_inf {
         f32::INFINITY
-    } else if mag > T::MAX_CODE {
+    } else if mag > max_code {
         f32::NAN
     } else {
-        let exp_field = (mag >> T::MAN_BITS) as i32;
-        let man = (mag & ((1 << T::MAN_BITS) - 1)) as f32;
+        let exp_field = (mag >> man_bits) as i32;
+        let man = (mag & ((1 << man_bits) - 1)) as f32;
         if exp_field == 0 {
-            man * pow2(1 - T::BIAS - T::MAN_BITS as i32)
+            man * pow2(1 - bias - man_bits as i32)
         } else {
-            (man + (1u32 << T::MAN_BITS) as f32) * pow2(exp_field - T::BIAS - T::MAN_BITS as i32)
+            (man + (1u32 << man_bits) as f32) * pow2(exp_field - bias - man_bits as i32)
         }
     };
-    if neg {
+    if code & sign_mask != 0 {
         -v
     } else {
         v
     }
+}
+
+/// Every byte's value, for [`Element::F32_TABLE`].
+const fn decode_all(
+    width: u32,
+    man_bits: u32,
+    bias: i32,
+    max_code: u8,
+    inf: Option<u8>,
+) -> [f32; 256] {
+    let mut table = [0.0f32; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = decode(b as u8, width, man_bits, bias, max_code, inf);
+        b += 1;
+    }
+    table
 }
 
 macro_rules! element {
@@ -170,6 +205,7 @@ macro_rules! element {
             const EMAX: i32 = $emax;
             const NAN_CODE: Option<u8> = $nan;
             const INF_CODE: Option<u8> = $inf;
+            const F32_TABLE: [f32; 256] = decode_all($bits, $m, $bias, $maxc, $inf);
             #[inline]
             fn from_bits(bits: u8) -> Self {
                 Self(bits & (((1u16 << $bits) - 1) as u8))
