@@ -63,36 +63,37 @@ impl E8M0 {
 
     /// Plain f32 -> E8M0 cast as ml_dtypes does it (formats.md section 1): the nearer power of two
     /// on a linear scale, ties up; 0, negatives, inf and NaN become 0xFF. With `Overflow::Saturate`
-    /// values above 2^127 clamp to 0xFE instead of becoming NaN.
+    /// values that round above 2^127, and +inf, clamp to 0xFE instead of becoming NaN. f32
+    /// subnormals follow ml_dtypes' own rule, see the body. Not a scale rule: quantizers want
+    /// [`E8M0::ceil_pow2`] (DeepSeek, NVIDIA RCEIL) or the OCP floor rule of `ue8-quant`.
+    #[inline]
     pub fn from_f32(x: f32, mode: Overflow) -> Self {
-        if x.is_nan() || x <= 0.0 {
-            return E8M0::NAN;
-        }
-        if x.is_infinite() {
-            return match mode {
-                Overflow::Saturate => E8M0(0xFE),
-                Overflow::Ieee => E8M0::NAN,
-            };
-        }
+        /// f32 bits of +infinity.
+        const INF_BITS: u32 = 0x7F80_0000;
         let b = x.to_bits();
-        let (mut e, m) = ((b >> 23) as i32, b & 0x7F_FFFF);
-        if e == 0 {
-            // f32 subnormal (0, 2^-126). ml_dtypes does NOT use the linear midpoint 1.5 * 2^-127
-            // here: it rounds the subnormal to the nearest multiple of 2^-126, ties to even, as if
-            // byte 0 were zero, then reads byte 0 as 2^-127. So (0, 2^-127] (mantissa bits up to
-            // 0x40_0000) -> byte 0 and (2^-127, 2^-126) -> byte 1. Pinned by the golden vectors.
-            return if m > 0x40_0000 { E8M0(1) } else { E8M0(0) };
+        // +0, every negative (sign bit set, -0 included), +inf and NaN: one unsigned comparison.
+        if b.wrapping_sub(1) >= INF_BITS - 1 {
+            return if b == INF_BITS && mode == Overflow::Saturate {
+                E8M0(0xFE)
+            } else {
+                E8M0::NAN
+            };
         }
-        if m >= 0x40_0000 {
-            e += 1; // mantissa >= 1.5: the upper power of two is nearer (or tied)
-        }
-        if e > 254 {
+        let (e, m) = (b >> 23, b & 0x7F_FFFF);
+        // Normal f32: the upper power of two once the mantissa reaches 1.5 (nearer, or tied: ties up).
+        // f32 subnormal (e == 0), (0, 2^-126): ml_dtypes does NOT use the linear midpoint
+        // 1.5 * 2^-127 here. It rounds the subnormal to the nearest multiple of 2^-126, ties to
+        // even, as if byte 0 were zero, then reads byte 0 as 2^-127: so (0, 2^-127] (mantissa bits
+        // up to 0x40_0000) -> byte 0 and (2^-127, 2^-126) -> byte 1. Pinned by the golden vectors.
+        let threshold = 0x40_0000 + u32::from(e == 0);
+        let r = e + u32::from(m >= threshold);
+        if r > 254 {
             return match mode {
                 Overflow::Saturate => E8M0(0xFE),
                 Overflow::Ieee => E8M0::NAN,
             };
         }
-        E8M0(e as u8)
+        E8M0(r as u8)
     }
 
     /// Scale exponent rounded UP (DeepGEMM's `ceil_to_ue8m0`, formats.md section 2): the smallest
