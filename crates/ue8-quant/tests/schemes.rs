@@ -1,0 +1,281 @@
+//! Error variants, requantization, FP4 -> FP8 re-encode and metrics.
+
+use ue8_formats::{Element, E2M1, E4M3};
+use ue8_quant::mxfp4::{dequantize_mxfp4_to_f32, quantize_mxfp4_f32};
+use ue8_quant::pack::pack_e2m1;
+use ue8_quant::{
+    e8m0_to_scales, reencode_mxfp4_to_fp8, requantize_to_ue8m0, scales_to_e8m0, BlockFp8,
+    ErrorStats, MxScaleRule, MxScheme, NonFinite, QuantError, ScaleRule, REENCODE_MAX_GAP,
+};
+
+#[test]
+fn wrong_lengths_and_shapes_are_typed_errors() {
+    let w = [0f32; 6];
+    let (mut q, mut s) = ([0u8; 6], [0f32; 1]);
+    let e = BlockFp8::WEIGHT.quantize_f32(&w[..5], 2, 3, NonFinite::Reject, &mut q, &mut s);
+    assert_eq!(
+        e,
+        Err(QuantError::LengthMismatch {
+            what: "source",
+            expected: 6,
+            actual: 5
+        })
+    );
+    let e = BlockFp8::WEIGHT.quantize_f32(&w, 2, 3, NonFinite::Reject, &mut q, &mut [0f32; 2]);
+    assert!(matches!(
+        e,
+        Err(QuantError::LengthMismatch { what: "scales", .. })
+    ));
+    let e = BlockFp8::WEIGHT.quantize_f32(&[], 0, 3, NonFinite::Reject, &mut [], &mut []);
+    assert_eq!(e, Err(QuantError::EmptyShape { n: 0, k: 3 }));
+    let e = BlockFp8::WEIGHT.scale_grid(usize::MAX, 2);
+    assert_eq!(
+        e,
+        Err(QuantError::ShapeOverflow {
+            n: usize::MAX,
+            k: 2
+        })
+    );
+    let bad = BlockFp8 {
+        rule: ScaleRule::F32,
+        tile_rows: 0,
+        tile_cols: 128,
+    };
+    assert!(matches!(
+        bad.scale_grid(1, 1),
+        Err(QuantError::InvalidTile { .. })
+    ));
+    let e = MxScheme::MXFP4.quantize_f32(&w, 2, 3, &mut q, &mut [0u8; 1]);
+    assert!(matches!(
+        e,
+        Err(QuantError::LengthMismatch { what: "scales", .. })
+    ));
+    let e = quantize_mxfp4_f32(MxScaleRule::Floor, &w, 2, 3, &mut [0u8; 16], &mut [0u8; 2]);
+    assert!(matches!(e, Err(QuantError::LengthMismatch { .. })));
+    let e = pack_e2m1(&[1, 16], &mut [0u8; 1]);
+    assert_eq!(
+        e,
+        Err(QuantError::CodeOutOfRange {
+            index: 1,
+            code: 16,
+            bits: 4
+        })
+    );
+}
+
+#[test]
+fn e8m0_scale_conversions() {
+    let s = [1.0f32, 0.5, 2f32.powi(-127), 2f32.powi(127)];
+    let mut b = [0u8; 4];
+    scales_to_e8m0(&s, &mut b).unwrap();
+    assert_eq!(b, [127, 126, 0, 254]);
+    let mut back = [0f32; 4];
+    e8m0_to_scales(&b, &mut back).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(
+        scales_to_e8m0(&[1.0, 0.75], &mut [0u8; 2]),
+        Err(QuantError::NotPowerOfTwo {
+            index: 1,
+            value: 0.75
+        })
+    );
+    assert_eq!(
+        e8m0_to_scales(&[1, 0xFF], &mut [0f32; 2]),
+        Err(QuantError::NanScale { index: 1 })
+    );
+}
+
+#[test]
+fn ue8m0_rule_keeps_exact_powers_and_rounds_up_others() {
+    // amax 448 * 2^-3 -> scale exactly 2^-3; a hair above -> 2^-2; amax 0 -> 1e-4 floor.
+    assert_eq!(ScaleRule::Ue8m0Ceil.scale_from_amax(56.0), 0.125);
+    assert_eq!(
+        ScaleRule::Ue8m0Ceil.scale_from_amax(f32::from_bits(56f32.to_bits() + 1)),
+        0.25
+    );
+    assert_eq!(ScaleRule::Ue8m0Ceil.scale_from_amax(0.0), 2f32.powi(-22)); // 1e-4/448 ~ 2^-22.1
+    assert_eq!(ScaleRule::F32.scale_from_amax(0.0), 1e-4f32 / 448.0);
+}
+
+#[test]
+fn nonfinite_allowed_saturates_inf_and_keeps_nan() {
+    let w = [1.0f32, f32::INFINITY, f32::NAN, -f32::INFINITY, 2.0];
+    let (mut q, mut s) = ([0u8; 5], [0f32; 1]);
+    let r = BlockFp8::ACTIVATION
+        .quantize_f32(&w, 1, 5, NonFinite::Allow, &mut q, &mut s)
+        .unwrap();
+    assert_eq!(r.nonfinite, 3);
+    assert_eq!(s[0], ScaleRule::Ue8m0Ceil.scale_from_amax(2.0)); // amax over finite values
+    assert_eq!(q[1], 0x7E);
+    assert_eq!(q[2] & 0x7F, 0x7F);
+    assert_eq!(q[3], 0xFE);
+}
+
+#[test]
+fn requantize_passes_pow2_scales_through_unchanged() {
+    let (n, k) = (130, 129);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 37 % 1000) as f32 - 500.0) * 0.01)
+        .collect();
+    let (gr, gc) = BlockFp8::WEIGHT.scale_grid(n, k).unwrap();
+    let (mut q, mut s) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+    BlockFp8::WEIGHT
+        .quantize_f32(&w, n, k, NonFinite::Reject, &mut q, &mut s)
+        .unwrap();
+    let (mut q2, mut s2) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+    let r = requantize_to_ue8m0(&q, &s, n, k, NonFinite::Reject, &mut q2, &mut s2).unwrap();
+    assert!(r.passed_through);
+    assert_eq!((q2, s2), (q, s));
+    assert_eq!(r.stats.max_abs(), 0.0);
+}
+
+#[test]
+fn requantize_f32_scales_equals_quantize_of_dequantized() {
+    let (n, k) = (129, 200);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 1e-3 * (1 + i % 5) as f32)
+        .collect();
+    let v3 = BlockFp8::WEIGHT.with_rule(ScaleRule::F32);
+    let (gr, gc) = v3.scale_grid(n, k).unwrap();
+    let (mut q, mut s) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+    v3.quantize_f32(&w, n, k, NonFinite::Reject, &mut q, &mut s)
+        .unwrap();
+    let (mut q2, mut s2) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+    let r = requantize_to_ue8m0(&q, &s, n, k, NonFinite::Reject, &mut q2, &mut s2).unwrap();
+    assert!(!r.passed_through);
+    // formats.md section 2: dequantize tile to f32 (one multiply), quantize with ue8m0
+    let mut f = vec![0f32; n * k];
+    v3.dequantize_ref(&q, &s, n, k, &mut f, |v| v).unwrap();
+    let (mut q3, mut s3) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+    BlockFp8::WEIGHT
+        .quantize_ref(&f, n, k, NonFinite::Reject, &mut q3, &mut s3)
+        .unwrap();
+    assert_eq!((&q2, &s2), (&q3, &s3));
+    assert!(
+        r.stats.max_abs() > 0.0,
+        "F32 -> UE8M0 scales move some values"
+    );
+    assert!(r.stats.snr_db() > 20.0 && r.stats.cosine() > 0.99);
+}
+
+/// Random MXFP4 row block with the given per-group scale bytes.
+fn mxfp4(n: usize, k: usize, scale_of: impl Fn(usize, usize) -> u8) -> (Vec<u8>, Vec<u8>) {
+    let nb = k / 32;
+    let codes: Vec<u8> = (0..n * k)
+        .map(|i| ((i * 2654435761) >> 7) as u8 & 0xF)
+        .collect();
+    let mut packed = vec![0u8; n * k / 2];
+    pack_e2m1(&codes, &mut packed).unwrap();
+    let scales = (0..n * nb).map(|i| scale_of(i / nb, i % nb)).collect();
+    (packed, scales)
+}
+
+fn fp8_dequant(q: &[u8], tile_scales: &[u8], n: usize, k: usize) -> Vec<f32> {
+    let mut s = vec![0f32; tile_scales.len()];
+    e8m0_to_scales(tile_scales, &mut s).unwrap();
+    let mut out = vec![0f32; n * k];
+    BlockFp8::WEIGHT
+        .dequantize_to_f32(q, &s, n, k, &mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn reencode_fp4_to_fp8_is_exact_up_to_the_gap_bound() {
+    let (n, k) = (200, 320);
+    // gaps 0..=14 inside every tile: group g of row r gets 120 - (r + g) % 15
+    let (packed, scales) = mxfp4(n, k, |r, g| 120 - ((r + g) % 15) as u8);
+    let mut want = vec![0f32; n * k];
+    dequantize_mxfp4_to_f32(&packed, &scales, n, k, &mut want).unwrap();
+    let (mut q, mut ts) = (vec![0u8; n * k], vec![0u8; 2 * 3]);
+    let r = reencode_mxfp4_to_fp8(&packed, &scales, n, k, &mut q, &mut ts).unwrap();
+    assert_eq!(r.max_gap, REENCODE_MAX_GAP);
+    assert!(ts.iter().all(|&t| t == 120 - 6));
+    let got = fp8_dequant(&q, &ts, n, k);
+    let same = got
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(
+        same,
+        "re-encoded FP8 dequantizes to the FP4 values bit for bit"
+    );
+}
+
+#[test]
+fn reencode_refuses_a_group_past_the_bound_and_names_the_tile() {
+    let (n, k) = (130, 256);
+    // tile (1, 1) holds a group 15 binades below its largest; 0.5 (code 1) there cannot fit
+    let (mut packed, scales) = mxfp4(n, k, |r, g| if r == 129 && g == 5 { 100 } else { 115 });
+    let col = 5 * 32; // first element of that group, row 129
+    packed[(129 * k + col) / 2] = (packed[(129 * k + col) / 2] & 0xF0) | 0x1;
+    let (mut q, mut ts) = (vec![0u8; n * k], vec![0u8; 4]);
+    let e = reencode_mxfp4_to_fp8(&packed, &scales, n, k, &mut q, &mut ts).unwrap_err();
+    assert_eq!(
+        e,
+        QuantError::ReencodeNotExact {
+            tile_row: 1,
+            tile_col: 1,
+            row: 129,
+            col,
+            gap: 15,
+            max_gap: REENCODE_MAX_GAP
+        }
+    );
+    // the bound is tight: 0.5 * 2^(6 - 15) = 2^-10 is below E4M3's smallest subnormal 2^-9,
+    // and 0.5 * 2^(6 - 14) = 2^-9 is exactly it
+    assert_eq!(
+        E4M3::from_f32(2f32.powi(-10), ue8_formats::Overflow::Saturate).to_f32(),
+        0.0
+    );
+    assert_eq!(E4M3::from_bits(1).to_f32(), 2f32.powi(-9));
+    assert_eq!(E2M1::from_bits(1).to_f32(), 0.5);
+}
+
+#[test]
+fn reencode_accepts_far_groups_whose_codes_still_fit() {
+    let (n, k) = (4, 128);
+    // group 3 is 16 binades below but holds only zeros and -6.0: 6 * 2^(6 - 16) = 3 * 2^-9 fits
+    let mut codes = vec![0x5u8; n * k];
+    for r in 0..n {
+        for c in 96..128 {
+            codes[r * k + c] = if c % 2 == 0 { 0x0 } else { 0xF };
+        }
+    }
+    let mut packed = vec![0u8; n * k / 2];
+    pack_e2m1(&codes, &mut packed).unwrap();
+    let scales: Vec<u8> = (0..n * 4)
+        .map(|i| if i % 4 == 3 { 104 } else { 120 })
+        .collect();
+    let (mut q, mut ts) = (vec![0u8; n * k], vec![0u8; 1]);
+    let r = reencode_mxfp4_to_fp8(&packed, &scales, n, k, &mut q, &mut ts).unwrap();
+    assert_eq!(r.max_gap, 16);
+    assert_eq!(r.groups_checked, 4);
+    let mut want = vec![0f32; n * k];
+    dequantize_mxfp4_to_f32(&packed, &scales, n, k, &mut want).unwrap();
+    assert_eq!(fp8_dequant(&q, &ts, n, k), want);
+}
+
+#[test]
+fn error_stats_match_hand_computation_and_merge() {
+    let (r, t) = ([1.0f32, 2.0, -3.0], [1.0f32, 3.0, -3.5]);
+    let mut a = ErrorStats::new();
+    a.add_slices(&r, &t);
+    assert_eq!(a.max_abs(), 1.0);
+    assert!((a.rms() - (1.25f64 / 3.0).sqrt()).abs() < 1e-15);
+    assert!((a.snr_db() - 10.0 * (14.0f64 / 1.25).log10()).abs() < 1e-12);
+    let cos = (1.0 + 6.0 + 10.5) / (14.0f64 * (1.0 + 9.0 + 12.25)).sqrt();
+    assert!((a.cosine() - cos).abs() < 1e-15);
+    let (mut b, mut c) = (ErrorStats::new(), ErrorStats::new());
+    b.add_slices(&r[..1], &t[..1]);
+    c.add_slices(&r[1..], &t[1..]);
+    c.add(f32::NAN, 1.0);
+    c.add_clipped(1);
+    b.merge(&c);
+    assert_eq!(b.count, 3);
+    assert_eq!(b.nonfinite, 1);
+    assert_eq!(b.clipped_share(), 0.25);
+    assert_eq!(b.max_abs(), a.max_abs());
+    assert!((b.snr_db() - a.snr_db()).abs() < 1e-12);
+    assert_eq!(ErrorStats::new().snr_db(), f64::INFINITY);
+}
