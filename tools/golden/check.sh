@@ -13,6 +13,7 @@ fi
 # One line per generator: "<script> <fixture folder>". Add new generators here.
 GENERATORS=(
   "tools/golden/gen_scalar.py crates/ue8-formats/tests/fixtures"
+  "tools/golden/gen_blocks.py crates/ue8-quant/tests/fixtures"
 )
 
 status=0

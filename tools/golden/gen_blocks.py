@@ -6,8 +6,11 @@ Written from the spec, not from the Rust code: scale exponents come from numpy's
 subnormals) or from the f32 bit fields; element casts use ml_dtypes (clip first for the saturating
 MX/DeepSeek rule). Only the casts come from ml_dtypes.
 
-Usage: python3 tools/golden/gen_blocks.py [--check]   (--check: regenerate to a temp dir and diff)
+Usage: python3 tools/golden/gen_blocks.py [--out DIR] [--check]
+  --out DIR  write there (default: the crate's fixture folder); tools/golden/check.sh uses it
+  --check    regenerate into a temporary folder and fail if any fixture differs
 """
+import argparse
 import json
 import os
 import sys
@@ -239,18 +242,22 @@ def generate(out_dir):
 
 
 def main():
-    if "--check" in sys.argv:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    if args.check:
         with tempfile.TemporaryDirectory() as d:
             generate(d)
             bad = [n for n in sorted(os.listdir(d))
-                   if open(os.path.join(d, n)).read() != open(os.path.join(OUT, n)).read()]
+                   if open(os.path.join(d, n)).read() != open(os.path.join(args.out, n)).read()]
             if bad:
                 print("gen_blocks: fixtures differ from a fresh run:", bad)
                 sys.exit(1)
             print("gen_blocks: fixtures up to date")
     else:
-        generate(OUT)
-        print("gen_blocks: wrote", OUT)
+        generate(args.out)
+        print("gen_blocks: wrote", args.out)
 
 
 if __name__ == "__main__":
