@@ -14,14 +14,17 @@ impl E8M0 {
     /// 2^0.
     pub const ONE: E8M0 = E8M0(127);
 
+    /// Wraps a scale byte (every byte is valid; 0xFF is the NaN).
     #[inline]
     pub const fn from_bits(b: u8) -> Self {
         E8M0(b)
     }
+    /// The scale byte, as stored in F8_E8M0 / U8 scale tensors.
     #[inline]
     pub const fn to_bits(self) -> u8 {
         self.0
     }
+    /// True for byte 0xFF, the only NaN (ml_dtypes' `float8_e8m0fnu` and the OCP MX spec agree).
     #[inline]
     pub const fn is_nan(self) -> bool {
         self.0 == 0xFF

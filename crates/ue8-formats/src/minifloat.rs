@@ -57,6 +57,12 @@ pub trait Element:
     fn from_bf16(x: half::bf16, mode: Overflow) -> Self {
         Self::from_f32(x.to_f32(), mode)
     }
+    /// True for the NaN codes (E4M3 0x7F/0xFF, E5M2 0x7D-0x7F/0xFD-0xFF; FP6/FP4 have none): what a
+    /// loader screens for before a fast decode that does not (formats.md section 5).
+    #[inline]
+    fn is_nan(self) -> bool {
+        self.to_f32().is_nan()
+    }
     /// element -> f32, exact (a lookup in [`Element::F32_TABLE`]).
     #[inline]
     fn to_f32(self) -> f32 {

@@ -55,6 +55,11 @@ fn check_row<T: Element>(row: &TypeRow) {
         let v = T::from_bits(code).to_f32();
         let is_nan_code = row.nan_codes.contains(&code);
         assert_eq!(v.is_nan(), is_nan_code, "{name} code {code:#04x} NaN-ness");
+        assert_eq!(
+            T::from_bits(code).is_nan(),
+            is_nan_code,
+            "{name} code {code:#04x} is_nan()"
+        );
         let is_inf_code = row.inf_code.is_some_and(|i| code & !sign == i);
         assert_eq!(
             v.is_infinite(),
