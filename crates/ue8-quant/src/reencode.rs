@@ -84,16 +84,21 @@ pub fn reencode_mxfp4_to_fp8(
                 .unwrap_or(0);
             let t = gmax.saturating_sub(HEADROOM);
             tile_scales_out[ti * gc + tj] = t;
+            // E4M3 code of each FP4 code, per group scale byte, built on first use in this tile
+            let mut tables: [Option<[Option<u8>; 16]>; 256] = [None; 256];
             for r in rows.clone() {
                 for g in groups.clone() {
                     let sg = scales[r * nb + g];
                     let gap = (gmax - sg) as u32;
                     report.max_gap = report.max_gap.max(gap);
-                    let shift = sg as i32 - t as i32;
-                    let mut table = [None; 16];
-                    for (code, slot) in table.iter_mut().enumerate() {
-                        *slot = reencode_code(code as u8, shift);
-                    }
+                    let table = *tables[sg as usize].get_or_insert_with(|| {
+                        let shift = sg as i32 - t as i32;
+                        let mut table = [None; 16];
+                        for (code, slot) in table.iter_mut().enumerate() {
+                            *slot = reencode_code(code as u8, shift);
+                        }
+                        table
+                    });
                     if gap > REENCODE_MAX_GAP {
                         report.groups_checked += 1;
                     }
