@@ -19,6 +19,7 @@ import numpy as np
 SEED = 20261125
 RANDOM_IN_RANGE = 4000  # random f32 spread over each type's binades
 RANDOM_ANY_BITS = 1000  # arbitrary u32 patterns (any exponent, NaN payloads included)
+BF16_PATTERNS = 3000  # random bf16 patterns whose f32 neighbourhood (ties, +-1) is rounded
 RANDOM_SUBNORMAL = 200  # random f32 subnormals (only E8M0 can tell them apart, all must not break)
 
 # name, ml_dtypes dtype, bits, exponent bits, mantissa bits, bias, largest finite value
@@ -172,6 +173,24 @@ def main():
                 fname = f"widen_{src_name}_{name}_{mode}.bin"
                 (args.out / fname).write_bytes(codes.astype(np.uint8).tobytes())
                 manifest["files"][fname] = {"records": 1 << 16, "record": "u8 code, indexed by source bits"}
+
+    # f32 -> bf16 (the rounding of every dequantizer's output): ties, near-ties and exact values
+    # around random bf16 patterns (all exponents, both signs), NaN payloads, random f32.
+    hi = rng.choice(1 << 16, size=BF16_PATTERNS, replace=False).astype(np.uint32) << 16
+    near = np.concatenate([hi, hi | 0x8000, hi | 0x7FFF, hi | 0x8001, hi | 0x0001, hi | 0xFFFF])
+    nan_bits = np.array(NAN_PAYLOADS + [p | 0x80000000 for p in NAN_PAYLOADS], dtype=np.uint32)
+    anybits = rng.integers(0, 1 << 32, size=RANDOM_ANY_BITS, dtype=np.uint64).astype(np.uint32)
+    fixed = np.array([0x7F7FFFFF, 0x7F7F8000, 0x7F7F7FFF, 0x7F800000, 0xFF800000, 0, 0x80000000,
+                      0x00008000, 0x00018000, 0x00000001], dtype=np.uint32)
+    bits = np.array(list(dict.fromkeys(int(v) for v in np.concatenate([fixed, nan_bits, near, anybits]))),
+                    dtype=np.uint32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = bits.view(np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+    rec = np.zeros(len(bits), dtype=[("x", "<u4"), ("y", "<u2")])
+    rec["x"], rec["y"] = bits, out
+    fname = "round_f32_bf16.bin"
+    (args.out / fname).write_bytes(rec.tobytes())
+    manifest["files"][fname] = {"records": len(bits), "record": "u32le f32 bits, u16le bf16 bits"}
 
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     total = sum((args.out / f).stat().st_size for f in manifest["files"])

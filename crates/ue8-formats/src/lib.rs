@@ -59,7 +59,17 @@ pub enum Overflow {
 }
 
 /// Round-to-nearest-even of an f32 to a `bf16`, the rounding every dequantizer in ue8 uses.
+///
+/// Bit-exact to ml_dtypes' cast (golden vectors): finite values round to nearest, ties to even, and
+/// overflow to inf; any NaN becomes the quiet NaN 0x7FC0 with the input's sign (the payload is
+/// dropped; `half::bf16::from_f32` would keep its top bits).
 #[inline]
 pub fn f32_to_bf16_rne(x: f32) -> half::bf16 {
-    half::bf16::from_f32(x)
+    let b = x.to_bits();
+    if b & 0x7FFF_FFFF > 0x7F80_0000 {
+        return half::bf16::from_bits(((b >> 16) as u16 & 0x8000) | 0x7FC0);
+    }
+    // add half - 1, plus 1 when the kept LSB is odd; no u32 overflow (b <= 0xFF80_0000 here)
+    let lsb = (b >> 16) & 1;
+    half::bf16::from_bits(((b + 0x7FFF + lsb) >> 16) as u16)
 }

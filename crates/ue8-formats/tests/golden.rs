@@ -4,7 +4,8 @@
 
 use half::{bf16, f16};
 use ue8_formats::{
-    decode_table, e4m3_to_f32_via_f16_bits, Element, Overflow, E2M1, E2M3, E3M2, E4M3, E5M2, E8M0,
+    decode_table, e4m3_to_f32_via_f16_bits, f32_to_bf16_rne, Element, Overflow, E2M1, E2M3, E3M2,
+    E4M3, E5M2, E8M0,
 };
 
 /// How many mismatches a failing test prints (the total count is always printed).
@@ -286,6 +287,24 @@ fn bf16_and_f16_inputs_match_ml_dtypes() {
 }
 
 #[test]
+fn f32_to_bf16_matches_ml_dtypes() {
+    let bytes = fixture!("round_f32_bf16.bin");
+    assert_eq!(bytes.len() % 6, 0);
+    let mut bad = Mismatches::new("f32 -> bfloat16 (f32_to_bf16_rne)");
+    for r in bytes.chunks_exact(6) {
+        let x = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+        let want = u16::from_le_bytes([r[4], r[5]]);
+        let got = f32_to_bf16_rne(f32::from_bits(x)).to_bits();
+        if got != want {
+            bad.push(format!(
+                "  input {x:#010x}: expected {want:#06x}, got {got:#06x}"
+            ));
+        }
+    }
+    bad.finish(bytes.len() / 6);
+}
+
+#[test]
 fn manifest_matches_fixture_sizes() {
     let manifest: serde_json::Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -304,6 +323,8 @@ fn manifest_matches_fixture_sizes() {
             5
         } else if name.starts_with("decode_") {
             4
+        } else if name.starts_with("round_") {
+            6
         } else {
             1
         };
@@ -319,7 +340,7 @@ fn manifest_matches_fixture_sizes() {
     // every fixture this file includes is listed, so a regenerated set cannot silently drop one
     assert_eq!(
         files.len(),
-        32,
+        33,
         "fixture count changed: update golden.rs to test the new files"
     );
 }
