@@ -105,7 +105,10 @@ fn half_ulp<T: Element>(a: f64) -> f64 {
 }
 
 fn check_f32<T: Element>(x: f32) -> Result<(), TestCaseError> {
-    let mags = oracle_magnitudes::<T>();
+    check_f32_with::<T>(x, &oracle_magnitudes::<T>())
+}
+
+fn check_f32_with<T: Element>(x: f32, mags: &[f64]) -> Result<(), TestCaseError> {
     let name = T::ML_DTYPES_NAME;
     for mode in [Overflow::Saturate, Overflow::Ieee] {
         let got = T::from_f32(x, mode).to_bits();
@@ -113,7 +116,7 @@ fn check_f32<T: Element>(x: f32) -> Result<(), TestCaseError> {
             continue; // NaN is pinned by the golden vectors
         }
         // nearest-even against the independent bracket reference
-        let want = reference_encode::<T>(x, mode, &mags);
+        let want = reference_encode::<T>(x, mode, mags);
         prop_assert_eq!(
             got,
             want,
@@ -417,4 +420,29 @@ fn e8m0_ceil_pow2_of_deepseek_scales() {
     assert_eq!(E8M0::ceil_pow2(0.0).to_bits(), 1);
     assert_eq!(E8M0::ceil_pow2(f32::INFINITY).to_bits(), 254);
     assert_eq!(E8M0::ceil_pow2(f32::NAN).to_bits(), 254);
+}
+
+/// Every value, every tie and the f32 on either side of each tie, in every binade of every type:
+/// the small types' values and midpoints have at most 5 significant bits, so they are all bf16
+/// patterns (upper 16 bits of an f32); each pattern is tried as is, one f32 ulp above, and one
+/// below (the previous pattern's `| 0xFFFF`).
+fn check_every_bf16_neighbourhood<T: Element>() {
+    let mags = oracle_magnitudes::<T>();
+    for hi in 0..=u16::MAX {
+        let base = u32::from(hi) << 16;
+        for bits in [base, base | 1, base | 0xFFFF] {
+            if let Err(e) = check_f32_with::<T>(f32::from_bits(bits), &mags) {
+                panic!("{} at f32 bits {bits:#010x}: {e}", T::ML_DTYPES_NAME);
+            }
+        }
+    }
+}
+
+#[test]
+fn rne_matches_bracket_reference_around_every_bf16() {
+    check_every_bf16_neighbourhood::<E4M3>();
+    check_every_bf16_neighbourhood::<E5M2>();
+    check_every_bf16_neighbourhood::<E3M2>();
+    check_every_bf16_neighbourhood::<E2M3>();
+    check_every_bf16_neighbourhood::<E2M1>();
 }
