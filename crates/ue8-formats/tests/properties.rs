@@ -92,16 +92,15 @@ fn reference_encode<T: Element>(x: f32, mode: Overflow, mags: &[f64]) -> u8 {
     }
 }
 
-/// Half the spacing of `T`'s values in the binade of `a` (subnormal binade below 2^emin): the most
-/// RNE may move a value inside the range.
-fn half_ulp<T: Element>(a: f64) -> f64 {
+/// RNE moves a value inside the range by at most this many units in the last place of its binade.
+const RNE_MAX_ERROR_ULPS: f64 = 0.5;
+
+/// The bound for |x| = `a` (an f32): RNE_MAX_ERROR_ULPS times T's value spacing in a's binade (the
+/// subnormal binade below 2^emin). The binade comes from the f32 exponent bits, not from log2.
+fn rne_error_bound<T: Element>(a: f32) -> f64 {
     let emin = 1 - T::BIAS;
-    let e = if a > 0.0 {
-        a.log2().floor() as i32
-    } else {
-        emin
-    };
-    2f64.powi(e.max(emin) - T::MAN_BITS as i32 - 1)
+    let binade = ((a.to_bits() >> 23) & 0xFF) as i32 - 127; // f32 subnormals give -127 < emin
+    RNE_MAX_ERROR_ULPS * 2f64.powi(binade.max(emin) - T::MAN_BITS as i32)
 }
 
 fn check_f32<T: Element>(x: f32) -> Result<(), TestCaseError> {
@@ -141,7 +140,7 @@ fn check_f32_with<T: Element>(x: f32, mags: &[f64]) -> Result<(), TestCaseError>
         if a <= f64::from(T::MAX) {
             let q = f64::from(T::from_bits(got).to_f32().abs());
             prop_assert!(
-                (a - q).abs() <= half_ulp::<T>(a),
+                (a - q).abs() <= rne_error_bound::<T>(x.abs()),
                 "{} {:?}: |{:e} - {:e}| above half ulp",
                 name,
                 mode,
