@@ -31,3 +31,5 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{EngineError, Result};
 pub use matmul::Matmul;
 pub use models::llama::{LlamaModel, Logits, Session};
+
+pub mod kernels;

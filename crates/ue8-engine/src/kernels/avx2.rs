@@ -1,0 +1,475 @@
+//! AVX2 + FMA + F16C kernels for every weight format (x86-64 only, chosen at run time).
+//!
+//! One generic kernel walks a block of rows for a group of up to 4 tokens: each 16-element group of a
+//! weight row is decoded once into two `__m256` and multiplied into every token of the group, so
+//! prefill reads each weight row once per 4 tokens (from L1 after the first group: rows are taken 16 at
+//! a time). Per-format decoders (formats.md section 5) leave a power of two out of each element that is
+//! folded into the block scale: E4M3 via F16C (2^-8), E3M2/E2M3 via F16C (2^-12 / 2^-14), E2M1 via a
+//! `pshufb` table of doubled integers (x2).
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::reference::{mx_code, mx_value};
+use super::weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
+use super::OutPtr;
+
+/// Rows walked together for all token groups, so that prefill re-reads them from L1 (16 rows of a
+/// 4096-wide FP8 matrix are 64 KiB: L2 at worst).
+const ROW_BLOCK: usize = 16;
+/// Columns decoded per step.
+const STEP: usize = 16;
+
+/// How one weight format decodes 16 elements.
+trait Decode16 {
+    /// Bytes from the start of a row to column `c` (`c % 16 == 0`).
+    fn byte_of(c: usize) -> usize;
+    /// Bytes `load16` touches from `byte_of(c)` on (more than 16 elements' worth where it over-reads).
+    const READ: usize;
+    /// Elements `c .. c+16` of the row at `row`, each times `2^-fold`.
+    ///
+    /// # Safety
+    /// `row + byte_of(c) .. + READ` must be readable; the CPU must have AVX2, FMA and F16C.
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256);
+}
+
+struct F32Fmt;
+impl Decode16 for F32Fmt {
+    fn byte_of(c: usize) -> usize {
+        4 * c
+    }
+    const READ: usize = 64;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: the caller guarantees 64 readable bytes at row + 4c; loadu has no alignment need.
+        unsafe {
+            let p = row.add(4 * c) as *const f32;
+            (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+        }
+    }
+}
+
+struct Bf16Fmt;
+impl Decode16 for Bf16Fmt {
+    fn byte_of(c: usize) -> usize {
+        2 * c
+    }
+    const READ: usize = 32;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: 32 readable bytes at row + 2c (caller); bf16 is the high half of an f32.
+        unsafe {
+            let p = row.add(2 * c) as *const __m128i;
+            let a = _mm256_cvtepu16_epi32(_mm_loadu_si128(p));
+            let b = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(1)));
+            (
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(a)),
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(b)),
+            )
+        }
+    }
+}
+
+struct F16Fmt;
+impl Decode16 for F16Fmt {
+    fn byte_of(c: usize) -> usize {
+        2 * c
+    }
+    const READ: usize = 32;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: 32 readable bytes at row + 2c (caller).
+        unsafe {
+            let p = row.add(2 * c) as *const __m128i;
+            (
+                _mm256_cvtph_ps(_mm_loadu_si128(p)),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(1))),
+            )
+        }
+    }
+}
+
+/// Converts 16 f16 bit patterns (one per 16-bit lane) to f32.
+#[inline(always)]
+unsafe fn cvtph16(h: __m256i) -> (__m256, __m256) {
+    // SAFETY: register-only intrinsics; the caller runs with F16C and AVX2.
+    unsafe {
+        (
+            _mm256_cvtph_ps(_mm256_castsi256_si128(h)),
+            _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(h)),
+        )
+    }
+}
+
+struct E4m3Fmt;
+impl Decode16 for E4m3Fmt {
+    fn byte_of(c: usize) -> usize {
+        c
+    }
+    const READ: usize = 16;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: 16 readable bytes at row + c (caller).
+        unsafe {
+            let v = _mm_loadu_si128(row.add(c) as *const __m128i);
+            // f16 = ((x & 0x80) << 8) | ((x & 0x7F) << 7): sign-extend, shift by 7, clear bit 14.
+            let h = _mm256_slli_epi16::<7>(_mm256_cvtepi8_epi16(v));
+            cvtph16(_mm256_and_si256(h, _mm256_set1_epi16(0xBFFF_u16 as i16)))
+        }
+    }
+}
+
+struct E5m2Fmt;
+impl Decode16 for E5m2Fmt {
+    fn byte_of(c: usize) -> usize {
+        c
+    }
+    const READ: usize = 16;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: 16 readable bytes at row + c (caller). The byte is the high byte of an f16.
+        unsafe {
+            let v = _mm_loadu_si128(row.add(c) as *const __m128i);
+            cvtph16(_mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(v)))
+        }
+    }
+}
+
+struct E2m1Fmt;
+impl Decode16 for E2m1Fmt {
+    fn byte_of(c: usize) -> usize {
+        c / 2
+    }
+    const READ: usize = 8;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: 8 readable bytes at row + c/2 (caller).
+        unsafe {
+            let v = _mm_loadl_epi64(row.add(c / 2) as *const __m128i);
+            let nib = _mm_set1_epi8(0x0F);
+            let lo = _mm_and_si128(v, nib);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+            // Byte j holds element 2j (low nibble) and 2j+1 (high): interleave back to order.
+            let codes = _mm_unpacklo_epi8(lo, hi);
+            // E2M1 values doubled (ggml's table): 0 0.5 1 1.5 2 3 4 6 -> 0 1 2 3 4 6 8 12.
+            let table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+            let vals = _mm_shuffle_epi8(table, codes);
+            (
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(vals)),
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(vals))),
+            )
+        }
+    }
+}
+
+/// Gathers the 16 six-bit fields of 12 bytes into 16-bit lanes (field j at bit offset 6j of the
+/// little-endian stream, docs/layouts.md) and shifts each so that its lowest bit lands on bit `t`.
+#[inline(always)]
+unsafe fn fp6_fields(row: *const u8, c: usize, mult: __m256i) -> __m256i {
+    // SAFETY: 16 readable bytes at row + 3c/4 (caller); 12 of them are used.
+    unsafe {
+        let v = _mm_loadu_si128(row.add(c / 4 * 3) as *const __m128i);
+        let both = _mm256_broadcastsi128_si256(v);
+        // Word j of half h takes bytes 6h + [0,0,1,2,3,3,4,5][j] and the byte after it.
+        let idx = _mm256_setr_epi8(
+            0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6, //
+            6, 7, 6, 7, 7, 8, 8, 9, 9, 10, 9, 10, 10, 11, 11, 12,
+        );
+        // Field j sits at bit 6j mod 8 = [0,6,4,2] of its word; a multiply by 2^(t - that) aligns it.
+        _mm256_mullo_epi16(_mm256_shuffle_epi8(both, idx), mult)
+    }
+}
+
+struct E3m2Fmt;
+impl Decode16 for E3m2Fmt {
+    fn byte_of(c: usize) -> usize {
+        c / 4 * 3
+    }
+    const READ: usize = 16;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: see fp6_fields.
+        unsafe {
+            // Field to bit 8: magnitude eeemm at bits 8..12 = f16 exponent low bits + mantissa
+            // top bits (2^-12 of the value), sign at bit 13 moves to 15.
+            let m = _mm256_setr_epi16(
+                256, 4, 16, 64, 256, 4, 16, 64, 256, 4, 16, 64, 256, 4, 16, 64,
+            );
+            let f = fp6_fields(row, c, m);
+            let mag = _mm256_and_si256(f, _mm256_set1_epi16(0x1F00));
+            let sign = _mm256_slli_epi16::<2>(_mm256_and_si256(f, _mm256_set1_epi16(0x2000)));
+            cvtph16(_mm256_or_si256(mag, sign))
+        }
+    }
+}
+
+struct E2m3Fmt;
+impl Decode16 for E2m3Fmt {
+    fn byte_of(c: usize) -> usize {
+        c / 4 * 3
+    }
+    const READ: usize = 16;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: see fp6_fields.
+        unsafe {
+            // Field to bit 7: magnitude eemmm at bits 7..11 (2^-14 of the value), sign 12 -> 15.
+            let m = _mm256_setr_epi16(128, 2, 8, 32, 128, 2, 8, 32, 128, 2, 8, 32, 128, 2, 8, 32);
+            let f = fp6_fields(row, c, m);
+            let mag = _mm256_and_si256(f, _mm256_set1_epi16(0x0F80));
+            let sign = _mm256_slli_epi16::<3>(_mm256_and_si256(f, _mm256_set1_epi16(0x1000)));
+            cvtph16(_mm256_or_si256(mag, sign))
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    // SAFETY: register-only intrinsics under AVX.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+/// Everything the generic kernel needs about one matrix besides its decoder.
+struct Job<'a> {
+    data: &'a [u8],
+    row_bytes: usize,
+    n: usize,
+    k: usize,
+    /// Columns sharing one scale (k for unscaled formats).
+    block: usize,
+    x: &'a [f32],
+    out: OutPtr,
+}
+
+/// Rows `rows` for tokens `t0 .. t0+T`.
+///
+/// # Safety
+/// AVX2+FMA+F16C present; `job` describes a validated matrix (`data.len() == n * row_bytes`),
+/// `x.len() >= (t0+T) * k`, `rows.end <= n`, `out` covers `(t0+T) * n` floats and no other thread
+/// writes these rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_tokens<D: Decode16, const T: usize>(
+    job: &Job,
+    rows: Range<usize>,
+    t0: usize,
+    scale: &impl Fn(usize, usize) -> f32,
+    tail: &impl Fn(&[u8], usize) -> f32,
+) {
+    let (k, rb) = (job.k, job.row_bytes);
+    let kv_full = k / STEP * STEP;
+    let xp = job.x.as_ptr();
+    for r in rows {
+        let row_off = r * rb;
+        let row = job.data.get(row_off..row_off + rb).unwrap_or(&[]);
+        // Vector groups must not read past the data (FP6 loads 16 bytes for 12).
+        let mut kv = kv_full;
+        while kv > 0 && row_off + D::byte_of(kv - STEP) + D::READ > job.data.len() {
+            kv -= STEP;
+        }
+        // SAFETY (whole block): every pointer below stays inside `job.data` (checked just above and
+        // by validation) or inside `x` (t0+T tokens of k columns, caller).
+        unsafe {
+            let rp = row.as_ptr();
+            let mut tot = [_mm256_setzero_ps(); T];
+            let mut tail_tot = [0f32; T];
+            let mut c0 = 0;
+            let mut b = 0;
+            while c0 < k {
+                let c1 = (c0 + job.block).min(k);
+                let cv = c1.min(kv).max(c0);
+                let mut acc0 = [_mm256_setzero_ps(); T];
+                let mut acc1 = [_mm256_setzero_ps(); T];
+                let mut c = c0;
+                while c < cv {
+                    let (w0, w1) = D::load16(rp, c);
+                    for t in 0..T {
+                        let xt = xp.add((t0 + t) * k + c);
+                        acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt), acc0[t]);
+                        acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt.add(8)), acc1[t]);
+                    }
+                    c += STEP;
+                }
+                let s = scale(r, b);
+                let sv = _mm256_set1_ps(s);
+                for t in 0..T {
+                    tot[t] = _mm256_fmadd_ps(_mm256_add_ps(acc0[t], acc1[t]), sv, tot[t]);
+                }
+                if cv < c1 {
+                    let mut part = [0f32; T];
+                    for cc in cv..c1 {
+                        let v = tail(row, cc);
+                        for (t, p) in part.iter_mut().enumerate() {
+                            *p += v * *xp.add((t0 + t) * k + cc);
+                        }
+                    }
+                    for t in 0..T {
+                        tail_tot[t] += part[t] * s;
+                    }
+                }
+                c0 = c1;
+                b += 1;
+            }
+            for t in 0..T {
+                job.out
+                    .write((t0 + t) * job.n + r, hsum(tot[t]) + tail_tot[t]);
+            }
+        }
+    }
+}
+
+/// Walks `rows` in blocks of [`ROW_BLOCK`], each block for all tokens in groups of 4.
+///
+/// # Safety
+/// As [`rows_tokens`] with `x.len() == m * k` and `out` covering `m * n` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run<D: Decode16>(
+    job: &Job,
+    m: usize,
+    rows: Range<usize>,
+    scale: &impl Fn(usize, usize) -> f32,
+    tail: &impl Fn(&[u8], usize) -> f32,
+) {
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let r1 = (r0 + ROW_BLOCK).min(rows.end);
+        let mut t0 = 0;
+        // SAFETY: forwarded from the caller; token groups stay below m.
+        unsafe {
+            while t0 + 4 <= m {
+                rows_tokens::<D, 4>(job, r0..r1, t0, scale, tail);
+                t0 += 4;
+            }
+            match m - t0 {
+                3 => rows_tokens::<D, 3>(job, r0..r1, t0, scale, tail),
+                2 => rows_tokens::<D, 2>(job, r0..r1, t0, scale, tail),
+                1 => rows_tokens::<D, 1>(job, r0..r1, t0, scale, tail),
+                _ => {}
+            }
+        }
+        r0 = r1;
+    }
+}
+
+/// 2^k as an f32 for k in [-149, 127].
+const fn pow2(k: i32) -> f32 {
+    if k >= -126 {
+        f32::from_bits(((k + 127) as u32) << 23)
+    } else {
+        f32::from_bits(1u32 << (k + 149))
+    }
+}
+
+/// `lut[e] = 2^(e - 127 + fold)`, the E8M0 scale with the decoder's constant folded in; NaN for
+/// bytes that validation rejects.
+const fn folded_e8m0_lut(fold: i32) -> [f32; 256] {
+    let mut lut = [f32::NAN; 256];
+    let mut e = 0;
+    while e < 255 {
+        let k = e - 127 + fold;
+        if k >= -149 && k <= 127 {
+            lut[e as usize] = pow2(k);
+        }
+        e += 1;
+    }
+    lut
+}
+
+static LUT_E4M3: [f32; 256] = folded_e8m0_lut(8);
+static LUT_E5M2: [f32; 256] = folded_e8m0_lut(0);
+static LUT_E3M2: [f32; 256] = folded_e8m0_lut(12);
+static LUT_E2M3: [f32; 256] = folded_e8m0_lut(14);
+static LUT_E2M1: [f32; 256] = folded_e8m0_lut(-1);
+
+/// `y[t*n + r] = sum_c W[r, c] x[t*k + c]` for `r` in `rows`, `t < m`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` is validated; `x.len() == m * k`; `rows.end <= n`; `out`
+/// covers `m * n` floats and no other thread writes rows in `rows` concurrently.
+pub(crate) unsafe fn matmul_rows<'a>(
+    w: &WeightMatrix<'a>,
+    x: &'a [f32],
+    m: usize,
+    rows: Range<usize>,
+    out: OutPtr,
+) {
+    let (n, k) = (w.n(), w.k());
+    let job = |data: &'a [u8], block: usize| Job {
+        data,
+        row_bytes: w.row_bytes(),
+        n,
+        k,
+        block: block.max(1),
+        x,
+        out,
+    };
+    let unscaled = |_: usize, _: usize| 1f32;
+    // SAFETY (all arms): forwarded from the caller; the Job matches the validated matrix.
+    unsafe {
+        match *w.data() {
+            WeightData::F32(d) => {
+                let tail = |row: &[u8], c: usize| {
+                    let b = row.get(4 * c..4 * c + 4).unwrap_or(&[0; 4]);
+                    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+                };
+                run::<F32Fmt>(&job(d, k), m, rows, &unscaled, &tail)
+            }
+            WeightData::Bf16(d) => {
+                let tail = |row: &[u8], c: usize| {
+                    let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
+                    half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+                };
+                run::<Bf16Fmt>(&job(d, k), m, rows, &unscaled, &tail)
+            }
+            WeightData::F16(d) => {
+                let tail = |row: &[u8], c: usize| {
+                    let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
+                    half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+                };
+                run::<F16Fmt>(&job(d, k), m, rows, &unscaled, &tail)
+            }
+            WeightData::E4m3Tiles { q, scales } => {
+                let tiles_per_row = k.div_ceil(E4M3_TILE);
+                let scale = |r: usize, b: usize| {
+                    // Validation checked the grid size and that scale * 2^8 is finite.
+                    scales
+                        .get((r / E4M3_TILE) * tiles_per_row + b)
+                        .copied()
+                        .unwrap_or(0.0)
+                        * 256.0
+                };
+                let tail = |row: &[u8], c: usize| {
+                    mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
+                };
+                run::<E4m3Fmt>(&job(q, E4M3_TILE), m, rows, &scale, &tail)
+            }
+            WeightData::Mx { elem, data, scales } => {
+                let blocks = k.div_ceil(MX_BLOCK);
+                let lut: &[f32; 256] = match elem {
+                    MxElement::E4M3 => &LUT_E4M3,
+                    MxElement::E5M2 => &LUT_E5M2,
+                    MxElement::E3M2 => &LUT_E3M2,
+                    MxElement::E2M3 => &LUT_E2M3,
+                    MxElement::E2M1 => &LUT_E2M1,
+                };
+                let scale = |r: usize, b: usize| {
+                    lut[usize::from(scales.get(r * blocks + b).copied().unwrap_or(0xFF))]
+                };
+                let unfold = pow2(-elem.fold_log2());
+                let tail = |row: &[u8], c: usize| mx_value(elem, mx_code(elem, row, c)) * unfold;
+                let j = job(data, MX_BLOCK);
+                match elem {
+                    MxElement::E4M3 => run::<E4m3Fmt>(&j, m, rows, &scale, &tail),
+                    MxElement::E5M2 => run::<E5m2Fmt>(&j, m, rows, &scale, &tail),
+                    MxElement::E3M2 => run::<E3m2Fmt>(&j, m, rows, &scale, &tail),
+                    MxElement::E2M3 => run::<E2m3Fmt>(&j, m, rows, &scale, &tail),
+                    MxElement::E2M1 => run::<E2m1Fmt>(&j, m, rows, &scale, &tail),
+                }
+            }
+        }
+    }
+}
