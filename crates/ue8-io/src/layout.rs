@@ -98,32 +98,55 @@ fn is_e8m0_scale_dtype(d: Dtype) -> bool {
 }
 
 /// Classifies every tensor of `ck`, in checkpoint order (a group appears where its data tensor is).
+/// Fails on the first malformed group (missing or misshaped scales).
 pub fn detect(ck: &Checkpoint) -> Result<Vec<LayoutEntry>, IoError> {
+    let (entries, mut problems) = detect_lenient(ck);
+    match problems.is_empty() {
+        true => Ok(entries),
+        false => Err(problems.swap_remove(0)),
+    }
+}
+
+/// As [`detect`], but records every problem and goes on (malformed tensors are listed as plain), for
+/// `inspect`, which reports anomalies instead of stopping at the first.
+pub fn detect_lenient(ck: &Checkpoint) -> (Vec<LayoutEntry>, Vec<IoError>) {
     let mut out = Vec::new();
+    let mut problems = Vec::new();
     for t in ck.tensors() {
+        if let Err(e) = classify(ck, &t, &mut out) {
+            problems.push(e);
+            out.push(LayoutEntry::Plain(t.name.to_string()));
+        }
+    }
+    (out, problems)
+}
+
+fn classify(
+    ck: &Checkpoint,
+    t: &crate::TensorView<'_>,
+    out: &mut Vec<LayoutEntry>,
+) -> Result<(), IoError> {
+    {
         let name = t.name;
         // Companions are consumed by their data tensor.
         if let Some(base) = name.strip_suffix("_scale_inv") {
-            if ck.contains(base) {
-                continue;
+            if ck.get(base).is_some_and(|w| w.dtype == Dtype::F8E4M3) {
+                return Ok(());
             }
             return Err(err(
                 ck,
                 name,
-                format!("scales without their weight '{base}'"),
+                format!("block scales without an F8_E4M3 weight '{base}'"),
             ));
         }
         if let Some(base) = name.strip_suffix("_scales") {
             if ck.contains(&format!("{base}_blocks")) {
-                continue;
+                return Ok(());
             }
         }
         if let Some(base) = name.strip_suffix("_scale") {
-            if ck
-                .get(base)
-                .is_some_and(|w| is_mx_dtype(w.dtype) || w.dtype == Dtype::F8E4M3)
-            {
-                continue;
+            if ck.get(base).is_some_and(|w| is_mx_dtype(w.dtype)) {
+                return Ok(());
             }
         }
         if let Some(base) = name.strip_suffix("_blocks") {
@@ -138,7 +161,7 @@ pub fn detect(ck: &Checkpoint) -> Result<Vec<LayoutEntry>, IoError> {
                     s.dtype,
                     s.shape,
                 )?));
-                continue;
+                return Ok(());
             }
             return Err(err(
                 ck,
@@ -155,7 +178,7 @@ pub fn detect(ck: &Checkpoint) -> Result<Vec<LayoutEntry>, IoError> {
             _ => out.push(LayoutEntry::Plain(name.to_string())),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn is_mx_dtype(d: Dtype) -> bool {

@@ -1,0 +1,236 @@
+//! Quantizing one 2-D tensor into the tensors docs/layouts.md prescribes, in bands of rows spread
+//! over the rayon pool, measuring the error against the source as it goes (one f32 band at a time, so
+//! memory stays at the output plus a few bands).
+
+use crate::format::Scheme;
+use crate::source::PlainData;
+use crate::ConvertError;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use ue8_io::layout::logical_shape_key;
+use ue8_io::{Dtype, TensorSpec};
+use ue8_quant::{BlockFp8, ErrorStats, MxElement, MxScheme, NonFinite, QuantError};
+
+/// Rows per band: one DeepSeek tile row (the scale grid is per 128 rows, so bands never split a tile).
+const FP8_BAND_ROWS: usize = 128;
+/// Rows per band for MX (rows are independent; enough work per rayon task without much memory).
+const MX_BAND_ROWS: usize = 64;
+
+/// The tensors written for one quantized weight, and its error against the source.
+pub struct Encoded {
+    /// Data tensor then scales, matching [`output_specs`].
+    pub tensors: Vec<(String, Vec<u8>)>,
+    pub stats: ErrorStats,
+}
+
+/// Padded row length of packed MX layouts.
+fn padded_k(k: usize) -> usize {
+    k.div_ceil(32) * 32
+}
+
+/// Names, dtypes and shapes written for weight `name` of shape [n, k], plus `__metadata__` entries.
+pub fn output_specs(
+    scheme: Scheme,
+    name: &str,
+    n: usize,
+    k: usize,
+) -> (Vec<TensorSpec>, BTreeMap<String, String>) {
+    let mut meta = BTreeMap::new();
+    let specs = match scheme {
+        Scheme::BlockFp8 { e8m0_scales, .. } => vec![
+            TensorSpec::new(name, Dtype::F8E4M3, vec![n, k]),
+            TensorSpec::new(
+                format!("{name}_scale_inv"),
+                if e8m0_scales {
+                    Dtype::F8E8M0
+                } else {
+                    Dtype::F32
+                },
+                vec![n.div_ceil(128), k.div_ceil(128)],
+            ),
+        ],
+        Scheme::Mx {
+            elem, e8m0_scales, ..
+        } => {
+            let sd = if e8m0_scales {
+                Dtype::F8E8M0
+            } else {
+                Dtype::U8
+            };
+            let nb = k.div_ceil(32);
+            let kp = padded_k(k);
+            match elem {
+                MxElement::E4M3 | MxElement::E5M2 => vec![
+                    TensorSpec::new(
+                        name,
+                        if elem == MxElement::E4M3 {
+                            Dtype::F8E4M3
+                        } else {
+                            Dtype::F8E5M2
+                        },
+                        vec![n, k],
+                    ),
+                    TensorSpec::new(format!("{name}_scale"), sd, vec![n, nb]),
+                ],
+                MxElement::E3M2 | MxElement::E2M3 => {
+                    if kp != k {
+                        meta.insert(logical_shape_key(name), format!("[{n}, {k}]"));
+                    }
+                    vec![
+                        TensorSpec::new(
+                            name,
+                            if elem == MxElement::E3M2 {
+                                Dtype::F6E3M2
+                            } else {
+                                Dtype::F6E2M3
+                            },
+                            vec![n, kp],
+                        ),
+                        TensorSpec::new(format!("{name}_scale"), sd, vec![n, nb]),
+                    ]
+                }
+                MxElement::E2M1 => {
+                    let blocks = format!("{name}_blocks");
+                    if kp != k {
+                        meta.insert(logical_shape_key(&blocks), format!("[{n}, {k}]"));
+                    }
+                    vec![
+                        TensorSpec::new(blocks, Dtype::U8, vec![n, kp / 32, 16]),
+                        TensorSpec::new(format!("{name}_scales"), sd, vec![n, nb]),
+                    ]
+                }
+            }
+        }
+    };
+    (specs, meta)
+}
+
+fn first_nonfinite(band: &[f32], k: usize) -> Option<(usize, usize, f32)> {
+    band.iter()
+        .position(|v| !v.is_finite())
+        .map(|i| (i / k, i % k, band[i]))
+}
+
+/// Quantizes `src` ([n, k], row-major) of tensor `name` read from `file`.
+pub fn encode(
+    scheme: Scheme,
+    file: &Path,
+    name: &str,
+    src: &PlainData<'_>,
+    n: usize,
+    k: usize,
+) -> Result<Encoded, ConvertError> {
+    let fail = |e: QuantError| ConvertError::quant(file, name, e);
+    let nonfinite_err = |row: usize, col: usize, v: f32| {
+        ConvertError::tensor(
+            file,
+            name,
+            format!("non-finite value {v} at (row {row}, col {col}): refusing to quantize"),
+        )
+    };
+    if src.len() != n * k || n == 0 || k == 0 {
+        return Err(ConvertError::tensor(
+            file,
+            name,
+            format!("cannot quantize shape [{n}, {k}] from {} values", src.len()),
+        ));
+    }
+    let (specs, _) = output_specs(scheme, name, n, k);
+    let out_len = |i: usize| specs[i].byte_len().unwrap_or(0) as usize;
+    let mut data = vec![0u8; out_len(0)];
+    let mut scale_bytes = vec![0u8; out_len(1)];
+    let stats = match scheme {
+        Scheme::BlockFp8 { rule, e8m0_scales } => {
+            let scheme = BlockFp8::WEIGHT.with_rule(rule);
+            let gc = k.div_ceil(128);
+            let sbytes = if e8m0_scales { 1 } else { 4 };
+            data.par_chunks_mut(FP8_BAND_ROWS * k)
+                .zip(scale_bytes.par_chunks_mut(gc * sbytes))
+                .enumerate()
+                .map(|(b, (q, s_out))| {
+                    let rows = q.len() / k;
+                    let row0 = b * FP8_BAND_ROWS;
+                    let mut f = vec![0f32; q.len()];
+                    src.to_f32_range(row0 * k, &mut f);
+                    if let Some((r, c, v)) = first_nonfinite(&f, k) {
+                        return Err(nonfinite_err(row0 + r, c, v));
+                    }
+                    let mut scales = vec![0f32; gc];
+                    let report = scheme
+                        .quantize_f32(&f, rows, k, NonFinite::Reject, q, &mut scales)
+                        .map_err(fail)?;
+                    if e8m0_scales {
+                        ue8_quant::scales_to_e8m0(&scales, s_out).map_err(fail)?;
+                    } else {
+                        for (o, s) in s_out.chunks_exact_mut(4).zip(&scales) {
+                            o.copy_from_slice(&s.to_le_bytes());
+                        }
+                    }
+                    let mut back = vec![0f32; q.len()];
+                    scheme
+                        .dequantize_to_f32(q, &scales, rows, k, &mut back)
+                        .map_err(fail)?;
+                    let mut st = ErrorStats::new();
+                    st.add_slices(&f, &back);
+                    st.add_clipped(report.clipped);
+                    Ok(st)
+                })
+                .try_reduce(ErrorStats::new, |mut a, b| {
+                    a.merge(&b);
+                    Ok(a)
+                })?
+        }
+        Scheme::Mx { elem, rule, .. } => {
+            let mx = MxScheme { elem, rule };
+            let nb = k.div_ceil(32);
+            let kp = padded_k(k);
+            let row_bytes = out_len(0) / n;
+            data.par_chunks_mut(MX_BAND_ROWS * row_bytes)
+                .zip(scale_bytes.par_chunks_mut(MX_BAND_ROWS * nb))
+                .enumerate()
+                .map(|(b, (d, s_out))| {
+                    let rows = s_out.len() / nb;
+                    let row0 = b * MX_BAND_ROWS;
+                    let mut f = vec![0f32; rows * k];
+                    src.to_f32_range(row0 * k, &mut f);
+                    if let Some((r, c, v)) = first_nonfinite(&f, k) {
+                        return Err(nonfinite_err(row0 + r, c, v));
+                    }
+                    let mut codes = vec![0u8; rows * k];
+                    let report = mx
+                        .quantize_f32(&f, rows, k, &mut codes, s_out)
+                        .map_err(fail)?;
+                    match elem {
+                        MxElement::E4M3 | MxElement::E5M2 => d.copy_from_slice(&codes),
+                        _ => {
+                            let mut row = vec![0u8; kp];
+                            for (c, o) in codes.chunks(k).zip(d.chunks_mut(row_bytes)) {
+                                row[..k].copy_from_slice(c);
+                                row[k..].fill(0);
+                                if elem == MxElement::E2M1 {
+                                    ue8_quant::pack_e2m1(&row, o).map_err(fail)?;
+                                } else {
+                                    ue8_quant::pack_fp6(&row, o).map_err(fail)?;
+                                }
+                            }
+                        }
+                    }
+                    let mut back = vec![0f32; rows * k];
+                    mx.dequantize_to_f32(&codes, s_out, rows, k, &mut back)
+                        .map_err(fail)?;
+                    let mut st = ErrorStats::new();
+                    st.add_slices(&f, &back);
+                    st.add_clipped(report.clipped);
+                    Ok(st)
+                })
+                .try_reduce(ErrorStats::new, |mut a, b| {
+                    a.merge(&b);
+                    Ok(a)
+                })?
+        }
+    };
+    let names = specs.into_iter().map(|s| s.name);
+    let tensors = names.zip([data, scale_bytes]).collect();
+    Ok(Encoded { tensors, stats })
+}
