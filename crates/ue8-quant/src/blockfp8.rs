@@ -2,6 +2,8 @@
 //! (formats.md section 2). Weights use 128x128 tiles, activations 1x128 groups. Tiles at the right
 //! and bottom edges are partial: their amax covers only their real elements.
 
+use std::ops::Range;
+
 use half::{bf16, f16};
 use rayon::prelude::*;
 use ue8_formats::E8M0;
@@ -43,31 +45,59 @@ pub struct BlockFp8 {
 /// Source element types with fast E4M3 kernels attached: f32, bf16, and f16 (scalar kernels).
 #[doc(hidden)]
 pub trait Fp8Source: SourceElement {
-    fn max_abs_bits(isa: Isa, src: &[Self]) -> u32;
-    fn encode(isa: Isa, src: &[Self], op: ScaleOp, out: &mut [u8]) -> u64;
+    fn tile_max_abs_bits(isa: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32;
+    fn encode_tile(
+        isa: Isa,
+        src: &[Self],
+        k: usize,
+        cols: Range<usize>,
+        op: ScaleOp,
+        q: &mut [u8],
+    ) -> u64;
 }
 impl Fp8Source for f32 {
-    fn max_abs_bits(isa: Isa, src: &[Self]) -> u32 {
-        kernels::max_abs_bits_f32(isa, src)
+    fn tile_max_abs_bits(isa: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32 {
+        kernels::tile_max_abs_bits_f32(isa, src, k, cols)
     }
-    fn encode(isa: Isa, src: &[Self], op: ScaleOp, out: &mut [u8]) -> u64 {
-        kernels::encode_e4m3_f32(isa, src, op, out)
+    fn encode_tile(
+        isa: Isa,
+        src: &[Self],
+        k: usize,
+        cols: Range<usize>,
+        op: ScaleOp,
+        q: &mut [u8],
+    ) -> u64 {
+        kernels::encode_tile_e4m3_f32(isa, src, k, cols, op, q)
     }
 }
 impl Fp8Source for bf16 {
-    fn max_abs_bits(isa: Isa, src: &[Self]) -> u32 {
-        kernels::max_abs_bits_bf16(isa, src)
+    fn tile_max_abs_bits(isa: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32 {
+        kernels::tile_max_abs_bits_bf16(isa, src, k, cols)
     }
-    fn encode(isa: Isa, src: &[Self], op: ScaleOp, out: &mut [u8]) -> u64 {
-        kernels::encode_e4m3_bf16(isa, src, op, out)
+    fn encode_tile(
+        isa: Isa,
+        src: &[Self],
+        k: usize,
+        cols: Range<usize>,
+        op: ScaleOp,
+        q: &mut [u8],
+    ) -> u64 {
+        kernels::encode_tile_e4m3_bf16(isa, src, k, cols, op, q)
     }
 }
 impl Fp8Source for f16 {
-    fn max_abs_bits(_: Isa, src: &[Self]) -> u32 {
-        kernels::scalar::max_abs_bits(src)
+    fn tile_max_abs_bits(_: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32 {
+        kernels::scalar::tile_max_abs_bits(src, k, cols)
     }
-    fn encode(_: Isa, src: &[Self], op: ScaleOp, out: &mut [u8]) -> u64 {
-        kernels::scalar::encode_e4m3(src, op, out)
+    fn encode_tile(
+        _: Isa,
+        src: &[Self],
+        k: usize,
+        cols: Range<usize>,
+        op: ScaleOp,
+        q: &mut [u8],
+    ) -> u64 {
+        kernels::scalar::encode_tile_e4m3(src, k, cols, op, q)
     }
 }
 
@@ -251,8 +281,9 @@ impl BlockFp8 {
             .try_fold(QuantReport::default(), |acc, r| Ok(acc.merge(r?)))
     }
 
-    /// One band of up to `tile_rows` rows: amax per tile column, then encode. Errors carry rows
-    /// relative to the band (callers shift them).
+    /// One band of up to `tile_rows` rows, tile by tile: amax, scale, encode, so the second
+    /// read of a tile (at most 128 x 128 x 4 bytes) comes from cache. Errors carry rows relative
+    /// to the band (callers shift them).
     fn quantize_band<T: Fp8Source>(
         &self,
         isa: Isa,
@@ -263,52 +294,56 @@ impl BlockFp8 {
         scales: &mut [f32],
     ) -> Result<QuantReport, QuantError> {
         let tc = self.tile_cols;
-        let mut amax_bits = vec![0u32; scales.len()];
-        for row in src.chunks(k) {
-            for (m, seg) in amax_bits.iter_mut().zip(row.chunks(tc)) {
-                *m = (*m).max(T::max_abs_bits(isa, seg));
-            }
-        }
-        let mut nonfinite_count = 0u64;
-        if amax_bits.iter().any(|&b| b >= 0x7F80_0000) {
-            if nonfinite == NonFinite::Reject {
-                if let Some((row, col, value)) = first_nonfinite(src, k) {
-                    return Err(QuantError::NonFinite { row, col, value });
-                }
-            }
-            // Allowed: amax over the finite values only (scalar, rare path).
-            nonfinite_count = src.iter().filter(|v| !v.to_f32().is_finite()).count() as u64;
-            amax_bits.fill(0);
-            for row in src.chunks(k) {
-                for (m, seg) in amax_bits.iter_mut().zip(row.chunks(tc)) {
-                    let finite_max = seg
-                        .iter()
-                        .map(|v| v.to_f32())
-                        .filter(|v| v.is_finite())
-                        .fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
-                    *m = (*m).max(finite_max);
-                }
-            }
-        }
-        let mut ops = Vec::with_capacity(scales.len());
-        for (s, &m) in scales.iter_mut().zip(&amax_bits) {
-            *s = self.rule.scale_from_amax(f32::from_bits(m));
-            ops.push(ScaleOp::for_scale(*s));
-        }
         let mut clipped = 0u64;
-        for (row, qrow) in src.chunks(k).zip(q.chunks_mut(k)) {
-            for ((seg, qseg), &op) in row.chunks(tc).zip(qrow.chunks_mut(tc)).zip(&ops) {
-                clipped += if nonfinite_count > 0 {
-                    kernels::scalar::encode_e4m3(seg, op, qseg)
-                } else {
-                    T::encode(isa, seg, op, qseg)
-                };
+        for (tj, s) in scales.iter_mut().enumerate() {
+            let cols = tj * tc..((tj + 1) * tc).min(k);
+            let amax_bits = T::tile_max_abs_bits(isa, src, k, cols.clone());
+            if amax_bits >= 0x7F80_0000 {
+                return self.quantize_band_nonfinite(src, k, nonfinite, q, scales);
             }
+            *s = self.rule.scale_from_amax(f32::from_bits(amax_bits));
+            clipped += T::encode_tile(isa, src, k, cols, ScaleOp::for_scale(*s), q);
         }
         Ok(QuantReport {
             clipped,
-            nonfinite: nonfinite_count,
+            nonfinite: 0,
         })
+    }
+
+    /// The rare band holding NaN or inf: `Reject` names the first in row-major order; `Allow`
+    /// takes each tile's amax over its finite values and encodes with the scalar kernel.
+    fn quantize_band_nonfinite<T: SourceElement>(
+        &self,
+        src: &[T],
+        k: usize,
+        nonfinite: NonFinite,
+        q: &mut [u8],
+        scales: &mut [f32],
+    ) -> Result<QuantReport, QuantError> {
+        if nonfinite == NonFinite::Reject {
+            if let Some((row, col, value)) = first_nonfinite(src, k) {
+                return Err(QuantError::NonFinite { row, col, value });
+            }
+        }
+        let tc = self.tile_cols;
+        let mut report = QuantReport {
+            clipped: 0,
+            nonfinite: src.iter().filter(|v| !v.to_f32().is_finite()).count() as u64,
+        };
+        for (tj, s) in scales.iter_mut().enumerate() {
+            let cols = tj * tc..((tj + 1) * tc).min(k);
+            let finite_max = src
+                .chunks(k)
+                .filter_map(|row| row.get(cols.clone()))
+                .flatten()
+                .map(|v| v.to_f32())
+                .filter(|v| v.is_finite())
+                .fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
+            *s = self.rule.scale_from_amax(f32::from_bits(finite_max));
+            let op = ScaleOp::for_scale(*s);
+            report.clipped += kernels::scalar::encode_tile_e4m3(src, k, cols, op, q);
+        }
+        Ok(report)
     }
 
     /// Scalar reference of [`BlockFp8::quantize_f32`] written straight from formats.md section 2

@@ -5,6 +5,7 @@
 //! each unaligned load/store reads or writes exactly the bytes of one chunk.
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 use half::bf16;
 
@@ -20,42 +21,105 @@ fn hmax_epu32(v: __m256i) -> u32 {
     _mm_cvtsi128_si32(m) as u32
 }
 
+/// Folds |x| bits of `src` into the lane maxima `m`; returns the scalar max of the tail.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn max_abs_bits_f32(src: &[f32]) -> u32 {
+#[inline]
+fn acc_max_abs_f32(m: &mut __m256i, src: &[f32]) -> u32 {
     let mask = _mm256_set1_epi32(0x7FFF_FFFF);
-    let (mut m0, mut m1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-    let chunks = src.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
-        // SAFETY: `c` holds exactly 16 f32 = two 32-byte loads.
-        let (a, b) = unsafe {
-            (
-                _mm256_loadu_si256(c.as_ptr() as *const __m256i),
-                _mm256_loadu_si256(c.as_ptr().add(8) as *const __m256i),
-            )
-        };
-        m0 = _mm256_max_epu32(m0, _mm256_and_si256(a, mask));
-        m1 = _mm256_max_epu32(m1, _mm256_and_si256(b, mask));
+    let mut chunks = src.chunks_exact(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly 8 f32 = one 32-byte load.
+        let a = unsafe { _mm256_loadu_si256(c.as_ptr() as *const __m256i) };
+        *m = _mm256_max_epu32(*m, _mm256_and_si256(a, mask));
     }
-    hmax_epu32(_mm256_max_epu32(m0, m1)).max(scalar::max_abs_bits(tail))
+    scalar::max_abs_bits(chunks.remainder())
 }
 
+/// As [`acc_max_abs_f32`] for bf16: sixteen u16 lanes of |x| bits.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn max_abs_bits_bf16(src: &[bf16]) -> u32 {
+#[inline]
+fn acc_max_abs_bf16(m: &mut __m256i, src: &[bf16]) -> u32 {
     let mask = _mm256_set1_epi16(0x7FFF);
-    let mut m = _mm256_setzero_si256();
-    let chunks = src.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
+    let mut chunks = src.chunks_exact(16);
+    for c in &mut chunks {
         // SAFETY: `c` holds exactly 16 bf16 = one 32-byte load.
         let a = unsafe { _mm256_loadu_si256(c.as_ptr() as *const __m256i) };
-        m = _mm256_max_epu16(m, _mm256_and_si256(a, mask));
+        *m = _mm256_max_epu16(*m, _mm256_and_si256(a, mask));
     }
+    scalar::max_abs_bits(chunks.remainder())
+}
+
+/// Horizontal max of sixteen u16 lanes, moved to f32 bit position.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hmax_epu16_as_f32_bits(m: __m256i) -> u32 {
     let m = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m));
     // _mm_minpos_epu16 finds the minimum: invert to get the maximum.
     let inv = _mm_xor_si128(m, _mm_set1_epi32(-1));
-    let max16 = (!(_mm_cvtsi128_si32(_mm_minpos_epu16(inv)) as u16)) as u32;
-    (max16 << 16).max(scalar::max_abs_bits(tail))
+    ((!(_mm_cvtsi128_si32(_mm_minpos_epu16(inv)) as u16)) as u32) << 16
+}
+
+/// Max |x| bits over columns `cols` of every row of a row-major band with row length `k`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile_max_abs_bits_f32(src: &[f32], k: usize, cols: Range<usize>) -> u32 {
+    let mut m = _mm256_setzero_si256();
+    let mut tail = 0;
+    for row in src.chunks(k) {
+        if let Some(seg) = row.get(cols.clone()) {
+            tail = acc_max_abs_f32(&mut m, seg).max(tail);
+        }
+    }
+    hmax_epu32(m).max(tail)
+}
+
+/// As [`tile_max_abs_bits_f32`], for bf16.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile_max_abs_bits_bf16(src: &[bf16], k: usize, cols: Range<usize>) -> u32 {
+    let mut m = _mm256_setzero_si256();
+    let mut tail = 0;
+    for row in src.chunks(k) {
+        if let Some(seg) = row.get(cols.clone()) {
+            tail = acc_max_abs_bf16(&mut m, seg).max(tail);
+        }
+    }
+    hmax_epu16_as_f32_bits(m).max(tail)
+}
+
+/// Encodes columns `cols` of every row of a band (row length `k`) into `q` (same layout).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn encode_tile_e4m3_f32(
+    src: &[f32],
+    k: usize,
+    cols: Range<usize>,
+    op: ScaleOp,
+    q: &mut [u8],
+) -> u64 {
+    let mut clipped = 0;
+    for (row, qrow) in src.chunks(k).zip(q.chunks_mut(k)) {
+        if let (Some(s), Some(d)) = (row.get(cols.clone()), qrow.get_mut(cols.clone())) {
+            // SAFETY: same target features as this function.
+            clipped += unsafe { encode_e4m3_f32(s, op, d) };
+        }
+    }
+    clipped
+}
+
+/// As [`encode_tile_e4m3_f32`], for bf16.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn encode_tile_e4m3_bf16(
+    src: &[bf16],
+    k: usize,
+    cols: Range<usize>,
+    op: ScaleOp,
+    q: &mut [u8],
+) -> u64 {
+    let mut clipped = 0;
+    for (row, qrow) in src.chunks(k).zip(q.chunks_mut(k)) {
+        if let (Some(s), Some(d)) = (row.get(cols.clone()), qrow.get_mut(cols.clone())) {
+            // SAFETY: same target features as this function.
+            clipped += unsafe { encode_e4m3_bf16(s, op, d) };
+        }
+    }
+    clipped
 }
 
 /// Eight bf16 widened to f32.
@@ -109,6 +173,7 @@ fn pack_codes(c0: __m256i, c1: __m256i, c2: __m256i, c3: __m256i) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 pub(super) unsafe fn encode_e4m3_f32(src: &[f32], op: ScaleOp, out: &mut [u8]) -> u64 {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
@@ -138,6 +203,7 @@ pub(super) unsafe fn encode_e4m3_f32(src: &[f32], op: ScaleOp, out: &mut [u8]) -
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 pub(super) unsafe fn encode_e4m3_bf16(src: &[bf16], op: ScaleOp, out: &mut [u8]) -> u64 {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);

@@ -5,6 +5,7 @@
 //! process; every variant the machine supports is listed by [`Isa::available`] so one test can run
 //! them all against the `*_ref` functions of the schemes. AVX-512 and NEON slot in as new variants.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use half::bf16;
@@ -85,44 +86,57 @@ impl ScaleOp {
     }
 }
 
-/// Bits of the largest |x| (sign cleared). Non-finite inputs give bits >= 0x7F80_0000.
-pub(crate) fn max_abs_bits_f32(isa: Isa, src: &[f32]) -> u32 {
+/// Max |x| bits over columns `cols` of every row of a row-major band (row length `k`).
+pub(crate) fn tile_max_abs_bits_f32(isa: Isa, src: &[f32], k: usize, cols: Range<usize>) -> u32 {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only produced by `Isa::available` after detecting the features.
-        Isa::Avx2 => unsafe { avx2::max_abs_bits_f32(src) },
-        _ => scalar::max_abs_bits(src),
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx2 => unsafe { avx2::tile_max_abs_bits_f32(src, k, cols) },
+        _ => scalar::tile_max_abs_bits(src, k, cols),
     }
 }
 
-/// As [`max_abs_bits_f32`], for bf16 input (result in f32 bit layout).
-pub(crate) fn max_abs_bits_bf16(isa: Isa, src: &[bf16]) -> u32 {
+/// As [`tile_max_abs_bits_f32`], for bf16.
+pub(crate) fn tile_max_abs_bits_bf16(isa: Isa, src: &[bf16], k: usize, cols: Range<usize>) -> u32 {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
-        Isa::Avx2 => unsafe { avx2::max_abs_bits_bf16(src) },
-        _ => scalar::max_abs_bits(src),
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx2 => unsafe { avx2::tile_max_abs_bits_bf16(src, k, cols) },
+        _ => scalar::tile_max_abs_bits(src, k, cols),
     }
 }
 
-/// E4M3 codes of `op(src)` clamped to +-448; returns how many exceeded 448 before the clamp.
-/// `out.len()` must equal `src.len()` (shorter of the two is used).
-pub(crate) fn encode_e4m3_f32(isa: Isa, src: &[f32], op: ScaleOp, out: &mut [u8]) -> u64 {
+/// E4M3-encodes columns `cols` of every row of a band into `q` (same layout); returns clipped.
+pub(crate) fn encode_tile_e4m3_f32(
+    isa: Isa,
+    src: &[f32],
+    k: usize,
+    cols: Range<usize>,
+    op: ScaleOp,
+    q: &mut [u8],
+) -> u64 {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
-        Isa::Avx2 => unsafe { avx2::encode_e4m3_f32(src, op, out) },
-        _ => scalar::encode_e4m3(src, op, out),
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_f32(src, k, cols, op, q) },
+        _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
     }
 }
 
-/// As [`encode_e4m3_f32`], for bf16 input.
-pub(crate) fn encode_e4m3_bf16(isa: Isa, src: &[bf16], op: ScaleOp, out: &mut [u8]) -> u64 {
+/// As [`encode_tile_e4m3_f32`], for bf16.
+pub(crate) fn encode_tile_e4m3_bf16(
+    isa: Isa,
+    src: &[bf16],
+    k: usize,
+    cols: Range<usize>,
+    op: ScaleOp,
+    q: &mut [u8],
+) -> u64 {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
-        Isa::Avx2 => unsafe { avx2::encode_e4m3_bf16(src, op, out) },
-        _ => scalar::encode_e4m3(src, op, out),
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_bf16(src, k, cols, op, q) },
+        _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
     }
 }
 
@@ -130,7 +144,7 @@ pub(crate) fn encode_e4m3_bf16(isa: Isa, src: &[bf16], op: ScaleOp, out: &mut [u
 pub(crate) fn decode_e4m3_f32(isa: Isa, q: &[u8], s: f32, out: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::decode_e4m3_f32(q, s, out) },
         _ => scalar::decode_e4m3_f32(q, s, out),
     }
@@ -140,7 +154,7 @@ pub(crate) fn decode_e4m3_f32(isa: Isa, q: &[u8], s: f32, out: &mut [f32]) {
 pub(crate) fn decode_e4m3_bf16(isa: Isa, q: &[u8], s: f32, out: &mut [bf16]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::decode_e4m3_bf16(q, s, out) },
         _ => scalar::decode_e4m3_bf16(q, s, out),
     }
@@ -156,7 +170,7 @@ pub(crate) fn mxfp4_quantize_row_f32(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::mxfp4_quantize_row_f32(rule, src, blocks, scales) },
         _ => scalar::mxfp4_quantize_row(rule, src, blocks, scales),
     }
@@ -172,7 +186,7 @@ pub(crate) fn mxfp4_quantize_row_bf16(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::mxfp4_quantize_row_bf16(rule, src, blocks, scales) },
         _ => scalar::mxfp4_quantize_row(rule, src, blocks, scales),
     }
@@ -182,7 +196,7 @@ pub(crate) fn mxfp4_quantize_row_bf16(
 pub(crate) fn mxfp4_dequantize_row_f32(isa: Isa, blocks: &[u8], scales: &[u8], out: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::mxfp4_dequantize_row_f32(blocks, scales, out) },
         _ => scalar::mxfp4_dequantize_row(blocks, scales, out, |v| v),
     }
@@ -192,7 +206,7 @@ pub(crate) fn mxfp4_dequantize_row_f32(isa: Isa, blocks: &[u8], scales: &[u8], o
 pub(crate) fn mxfp4_dequantize_row_bf16(isa: Isa, blocks: &[u8], scales: &[u8], out: &mut [bf16]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features detected (see `max_abs_bits_f32`).
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::mxfp4_dequantize_row_bf16(blocks, scales, out) },
         _ => scalar::mxfp4_dequantize_row(blocks, scales, out, bf16::from_f32),
     }

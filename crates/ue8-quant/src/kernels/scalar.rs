@@ -1,6 +1,7 @@
 //! Portable versions of the kernel primitives; also the tail loops of every SIMD variant, so a
 //! SIMD kernel and its scalar twin can only differ in the vector body.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use half::bf16;
@@ -16,6 +17,30 @@ use crate::source::SourceElement;
 pub(crate) fn max_abs_bits<T: SourceElement>(src: &[T]) -> u32 {
     src.iter()
         .fold(0u32, |m, v| m.max(v.to_f32().to_bits() & 0x7FFF_FFFF))
+}
+
+/// Max |x| bits over columns `cols` of every row of a band with row length `k`.
+pub(crate) fn tile_max_abs_bits<T: SourceElement>(src: &[T], k: usize, cols: Range<usize>) -> u32 {
+    src.chunks(k)
+        .filter_map(|row| row.get(cols.clone()))
+        .fold(0, |m, seg| m.max(max_abs_bits(seg)))
+}
+
+/// E4M3-encodes columns `cols` of every row of a band into `q`; returns clipped.
+pub(crate) fn encode_tile_e4m3<T: SourceElement>(
+    src: &[T],
+    k: usize,
+    cols: Range<usize>,
+    op: ScaleOp,
+    q: &mut [u8],
+) -> u64 {
+    let mut clipped = 0;
+    for (row, qrow) in src.chunks(k).zip(q.chunks_mut(k)) {
+        if let (Some(s), Some(d)) = (row.get(cols.clone()), qrow.get_mut(cols.clone())) {
+            clipped += encode_e4m3(s, op, d);
+        }
+    }
+    clipped
 }
 
 /// E4M3 code of one already-scaled value, and whether it exceeded 448 before the clamp.
