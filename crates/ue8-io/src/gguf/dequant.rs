@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use half::f16;
-
 use super::error::GgufError;
 use super::ggml_type::GgmlType;
 
@@ -80,7 +78,27 @@ pub fn dequantize_to_f32(ty: GgmlType, src: &[u8], out: &mut [f32]) -> Result<()
 }
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
+    f16_to_f32_exact(u16::from_le_bytes([b[i], b[i + 1]]))
+}
+
+/// f16 -> f32 by bit manipulation. Unlike a hardware conversion (F16C quiets signalling NaNs), this
+/// keeps every NaN payload as numpy and ggml's scalar path do, so NaN fixtures match bit for bit.
+pub fn f16_to_f32_exact(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1F);
+    let man = u32::from(h & 0x03FF);
+    let bits = match exp {
+        0x1F => sign | 0x7F80_0000 | (man << 13),
+        0 if man == 0 => sign,
+        // Subnormal: man * 2^-24, exact in f32.
+        0 => {
+            // Subnormal: man * 2^-24, exact in f32 (man < 2^10).
+            let v = man as f32 * f32::from_bits(0x3380_0000);
+            return if sign != 0 { -v } else { v };
+        }
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
 }
 
 /// Q8_0: { f16 d; i8 q[32] }, x = q * d.
@@ -216,6 +234,24 @@ mod tests {
             Err(DequantError::Unsupported(GgmlType::Q5_0))
         );
         assert_eq!(dequantize_to_f32(GgmlType::Q8_0, &[], &mut []), Ok(()));
+    }
+
+    #[test]
+    fn f16_conversion_is_exact_for_every_non_nan_code() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = f16_to_f32_exact(h);
+            if want.is_nan() {
+                assert!(got.is_nan());
+                assert_eq!(
+                    got.to_bits() & 0x803F_FFFF,
+                    want.to_bits() & 0x803F_FFFF,
+                    "{h:#06x}"
+                );
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of fuzz/ for N seconds each (default 180) and prints, per target, the
+# executions and crashes reported by libFuzzer. Not part of CI. Needs `cargo install cargo-fuzz`;
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain accept the sanitizer flags cargo-fuzz passes.
+# Seeds: the GGUF and safetensors fixtures of ue8-io. Crashes land in fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+SECONDS_EACH="${1:-180}"
+JOBS="${FUZZ_JOBS:-1}"
+export RUSTC_BOOTSTRAP=1
+targets=(gguf_header safetensors_header)
+mkdir -p corpus/gguf_header corpus/safetensors_header
+cp -n ../crates/ue8-io/tests/fixtures/gguf/*.gguf corpus/gguf_header/ 2>/dev/null || true
+find ../crates -path '*/tests/fixtures/*' -name '*.safetensors' -size -2M -exec cp -n {} corpus/safetensors_header/ \; 2>/dev/null || true
+for t in "${targets[@]}"; do
+  log="$(mktemp)"
+  status=0
+  cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=2048 \
+    -jobs="$JOBS" -workers="$JOBS" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  execs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)"
+  crashes="$(ls "artifacts/$t" 2>/dev/null | grep -c -E '^(crash|oom|timeout|leak)-' || true)"
+  echo "$t: seconds=$SECONDS_EACH execs=${execs:-?} crashes=${crashes:-0} exit=$status"
+  if [ "$status" -ne 0 ]; then tail -40 "$log"; fi
+  rm -f "$log"
+done
