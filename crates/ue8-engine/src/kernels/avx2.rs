@@ -240,20 +240,43 @@ struct Job<'a> {
     row_bytes: usize,
     n: usize,
     k: usize,
-    /// Columns sharing one scale (k for unscaled formats).
-    block: usize,
     x: &'a [f32],
     out: OutPtr,
 }
 
-/// Rows `rows` for tokens `t0 .. t0+T`.
+/// `acc0/acc1[t] += w * x[t]` for the 16 columns at `c`.
+///
+/// # Safety
+/// As [`rows_tokens`]; `c + 16 <=` the row's vector limit.
+#[inline(always)]
+unsafe fn step16<D: Decode16, const T: usize>(
+    rp: *const u8,
+    xp: *const f32,
+    k: usize,
+    t0: usize,
+    c: usize,
+    acc0: &mut [__m256; T],
+    acc1: &mut [__m256; T],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let (w0, w1) = D::load16(rp, c);
+        for t in 0..T {
+            let xt = xp.add((t0 + t) * k + c);
+            acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt.add(8)), acc1[t]);
+        }
+    }
+}
+
+/// Rows `rows` for tokens `t0 .. t0+T`; `B` columns share a scale (0: the whole row, unscaled).
 ///
 /// # Safety
 /// AVX2+FMA+F16C present; `job` describes a validated matrix (`data.len() == n * row_bytes`),
 /// `x.len() >= (t0+T) * k`, `rows.end <= n`, `out` covers `(t0+T) * n` floats and no other thread
 /// writes these rows.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rows_tokens<D: Decode16, const T: usize>(
+unsafe fn rows_tokens<D: Decode16, const B: usize, const T: usize>(
     job: &Job,
     rows: Range<usize>,
     t0: usize,
@@ -261,6 +284,7 @@ unsafe fn rows_tokens<D: Decode16, const T: usize>(
     tail: &impl Fn(&[u8], usize) -> f32,
 ) {
     let (k, rb) = (job.k, job.row_bytes);
+    let block = if B == 0 { k.max(1) } else { B };
     let kv_full = k / STEP * STEP;
     let xp = job.x.as_ptr();
     for r in rows {
@@ -279,22 +303,34 @@ unsafe fn rows_tokens<D: Decode16, const T: usize>(
             let mut tail_tot = [0f32; T];
             let mut c0 = 0;
             let mut b = 0;
+            // Whole blocks inside the vector part: a fixed trip count the compiler unrolls.
+            if B != 0 {
+                while c0 + B <= kv {
+                    let mut acc0 = [_mm256_setzero_ps(); T];
+                    let mut acc1 = [_mm256_setzero_ps(); T];
+                    for j in 0..B / STEP {
+                        step16::<D, T>(rp, xp, k, t0, c0 + j * STEP, &mut acc0, &mut acc1);
+                    }
+                    let sv = _mm256_set1_ps(scale(r, b));
+                    for t in 0..T {
+                        tot[t] = _mm256_fmadd_ps(_mm256_add_ps(acc0[t], acc1[t]), sv, tot[t]);
+                    }
+                    c0 += B;
+                    b += 1;
+                }
+            }
+            // The rest: the whole row of an unscaled format, or the blocks that reach the tail.
             while c0 < k {
-                let c1 = (c0 + job.block).min(k);
+                let c1 = (c0 + block).min(k);
                 let cv = c1.min(kv).max(c0);
                 let mut acc0 = [_mm256_setzero_ps(); T];
                 let mut acc1 = [_mm256_setzero_ps(); T];
                 let mut c = c0;
                 while c < cv {
-                    let (w0, w1) = D::load16(rp, c);
-                    for t in 0..T {
-                        let xt = xp.add((t0 + t) * k + c);
-                        acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt), acc0[t]);
-                        acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt.add(8)), acc1[t]);
-                    }
+                    step16::<D, T>(rp, xp, k, t0, c, &mut acc0, &mut acc1);
                     c += STEP;
                 }
-                let s = scale(r, b);
+                let s = if B == 0 { 1.0 } else { scale(r, b) };
                 let sv = _mm256_set1_ps(s);
                 for t in 0..T {
                     tot[t] = _mm256_fmadd_ps(_mm256_add_ps(acc0[t], acc1[t]), sv, tot[t]);
@@ -327,7 +363,7 @@ unsafe fn rows_tokens<D: Decode16, const T: usize>(
 /// # Safety
 /// As [`rows_tokens`] with `x.len() == m * k` and `out` covering `m * n` floats.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run<D: Decode16>(
+unsafe fn run<D: Decode16, const B: usize>(
     job: &Job,
     m: usize,
     rows: Range<usize>,
@@ -341,13 +377,13 @@ unsafe fn run<D: Decode16>(
         // SAFETY: forwarded from the caller; token groups stay below m.
         unsafe {
             while t0 + 4 <= m {
-                rows_tokens::<D, 4>(job, r0..r1, t0, scale, tail);
+                rows_tokens::<D, B, 4>(job, r0..r1, t0, scale, tail);
                 t0 += 4;
             }
             match m - t0 {
-                3 => rows_tokens::<D, 3>(job, r0..r1, t0, scale, tail),
-                2 => rows_tokens::<D, 2>(job, r0..r1, t0, scale, tail),
-                1 => rows_tokens::<D, 1>(job, r0..r1, t0, scale, tail),
+                3 => rows_tokens::<D, B, 3>(job, r0..r1, t0, scale, tail),
+                2 => rows_tokens::<D, B, 2>(job, r0..r1, t0, scale, tail),
+                1 => rows_tokens::<D, B, 1>(job, r0..r1, t0, scale, tail),
                 _ => {}
             }
         }
@@ -398,12 +434,11 @@ pub(crate) unsafe fn matmul_rows<'a>(
     out: OutPtr,
 ) {
     let (n, k) = (w.n(), w.k());
-    let job = |data: &'a [u8], block: usize| Job {
+    let job = |data: &'a [u8]| Job {
         data,
         row_bytes: w.row_bytes(),
         n,
         k,
-        block: block.max(1),
         x,
         out,
     };
@@ -416,21 +451,21 @@ pub(crate) unsafe fn matmul_rows<'a>(
                     let b = row.get(4 * c..4 * c + 4).unwrap_or(&[0; 4]);
                     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
                 };
-                run::<F32Fmt>(&job(d, k), m, rows, &unscaled, &tail)
+                run::<F32Fmt, 0>(&job(d), m, rows, &unscaled, &tail)
             }
             WeightData::Bf16(d) => {
                 let tail = |row: &[u8], c: usize| {
                     let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
                     half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
                 };
-                run::<Bf16Fmt>(&job(d, k), m, rows, &unscaled, &tail)
+                run::<Bf16Fmt, 0>(&job(d), m, rows, &unscaled, &tail)
             }
             WeightData::F16(d) => {
                 let tail = |row: &[u8], c: usize| {
                     let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
                     half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
                 };
-                run::<F16Fmt>(&job(d, k), m, rows, &unscaled, &tail)
+                run::<F16Fmt, 0>(&job(d), m, rows, &unscaled, &tail)
             }
             WeightData::E4m3Tiles { q, scales } => {
                 let tiles_per_row = k.div_ceil(E4M3_TILE);
@@ -445,7 +480,7 @@ pub(crate) unsafe fn matmul_rows<'a>(
                 let tail = |row: &[u8], c: usize| {
                     mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
                 };
-                run::<E4m3Fmt>(&job(q, E4M3_TILE), m, rows, &scale, &tail)
+                run::<E4m3Fmt, E4M3_TILE>(&job(q), m, rows, &scale, &tail)
             }
             WeightData::Mx { elem, data, scales } => {
                 let blocks = k.div_ceil(MX_BLOCK);
@@ -461,13 +496,13 @@ pub(crate) unsafe fn matmul_rows<'a>(
                 };
                 let unfold = pow2(-elem.fold_log2());
                 let tail = |row: &[u8], c: usize| mx_value(elem, mx_code(elem, row, c)) * unfold;
-                let j = job(data, MX_BLOCK);
+                let j = job(data);
                 match elem {
-                    MxElement::E4M3 => run::<E4m3Fmt>(&j, m, rows, &scale, &tail),
-                    MxElement::E5M2 => run::<E5m2Fmt>(&j, m, rows, &scale, &tail),
-                    MxElement::E3M2 => run::<E3m2Fmt>(&j, m, rows, &scale, &tail),
-                    MxElement::E2M3 => run::<E2m3Fmt>(&j, m, rows, &scale, &tail),
-                    MxElement::E2M1 => run::<E2m1Fmt>(&j, m, rows, &scale, &tail),
+                    MxElement::E4M3 => run::<E4m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    MxElement::E5M2 => run::<E5m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    MxElement::E3M2 => run::<E3m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    MxElement::E2M3 => run::<E2m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    MxElement::E2M1 => run::<E2m1Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
                 }
             }
         }
