@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use ue8_formats::E8M0;
 
 use crate::kernels::{self, Isa, ScaleOp};
-use crate::rules::{NonFinite, ScaleRule};
+use crate::rules::{NonFinite, ScaleRule, E4M3_MAX};
 use crate::shape::{blocks, check_len, elements};
 use crate::source::SourceElement;
 use crate::QuantError;
@@ -46,12 +46,14 @@ pub struct BlockFp8 {
 #[doc(hidden)]
 pub trait Fp8Source: SourceElement {
     fn tile_max_abs_bits(isa: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32;
+    #[allow(clippy::too_many_arguments)]
     fn encode_tile(
         isa: Isa,
         src: &[Self],
         k: usize,
         cols: Range<usize>,
         op: ScaleOp,
+        may_clip: bool,
         q: &mut [u8],
     ) -> u64;
 }
@@ -59,42 +61,48 @@ impl Fp8Source for f32 {
     fn tile_max_abs_bits(isa: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32 {
         kernels::tile_max_abs_bits_f32(isa, src, k, cols)
     }
+    #[allow(clippy::too_many_arguments)]
     fn encode_tile(
         isa: Isa,
         src: &[Self],
         k: usize,
         cols: Range<usize>,
         op: ScaleOp,
+        may_clip: bool,
         q: &mut [u8],
     ) -> u64 {
-        kernels::encode_tile_e4m3_f32(isa, src, k, cols, op, q)
+        kernels::encode_tile_e4m3_f32(isa, src, k, cols, op, may_clip, q)
     }
 }
 impl Fp8Source for bf16 {
     fn tile_max_abs_bits(isa: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32 {
         kernels::tile_max_abs_bits_bf16(isa, src, k, cols)
     }
+    #[allow(clippy::too_many_arguments)]
     fn encode_tile(
         isa: Isa,
         src: &[Self],
         k: usize,
         cols: Range<usize>,
         op: ScaleOp,
+        may_clip: bool,
         q: &mut [u8],
     ) -> u64 {
-        kernels::encode_tile_e4m3_bf16(isa, src, k, cols, op, q)
+        kernels::encode_tile_e4m3_bf16(isa, src, k, cols, op, may_clip, q)
     }
 }
 impl Fp8Source for f16 {
     fn tile_max_abs_bits(_: Isa, src: &[Self], k: usize, cols: Range<usize>) -> u32 {
         kernels::scalar::tile_max_abs_bits(src, k, cols)
     }
+    #[allow(clippy::too_many_arguments)]
     fn encode_tile(
         _: Isa,
         src: &[Self],
         k: usize,
         cols: Range<usize>,
         op: ScaleOp,
+        _: bool,
         q: &mut [u8],
     ) -> u64 {
         kernels::scalar::encode_tile_e4m3(src, k, cols, op, q)
@@ -301,8 +309,12 @@ impl BlockFp8 {
             if amax_bits >= 0x7F80_0000 {
                 return self.quantize_band_nonfinite(src, k, nonfinite, q, scales);
             }
-            *s = self.rule.scale_from_amax(f32::from_bits(amax_bits));
-            clipped += T::encode_tile(isa, src, k, cols, ScaleOp::for_scale(*s), q);
+            let amax = f32::from_bits(amax_bits);
+            *s = self.rule.scale_from_amax(amax);
+            let op = ScaleOp::for_scale(*s);
+            // rounding is monotonic: no |x| <= amax scales past op(amax)
+            let may_clip = op.apply(amax) > E4M3_MAX;
+            clipped += T::encode_tile(isa, src, k, cols, op, may_clip, q);
         }
         Ok(QuantReport {
             clipped,

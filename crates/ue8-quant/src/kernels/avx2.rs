@@ -91,13 +91,20 @@ pub(super) unsafe fn encode_tile_e4m3_f32(
     k: usize,
     cols: Range<usize>,
     op: ScaleOp,
+    may_clip: bool,
     q: &mut [u8],
 ) -> u64 {
     let mut clipped = 0;
     for (row, qrow) in src.chunks(k).zip(q.chunks_mut(k)) {
         if let (Some(s), Some(d)) = (row.get(cols.clone()), qrow.get_mut(cols.clone())) {
             // SAFETY: same target features as this function.
-            clipped += unsafe { encode_e4m3_f32(s, op, d) };
+            clipped += unsafe {
+                if may_clip {
+                    encode_e4m3_f32::<true>(s, op, d)
+                } else {
+                    encode_e4m3_f32::<false>(s, op, d)
+                }
+            };
         }
     }
     clipped
@@ -110,13 +117,20 @@ pub(super) unsafe fn encode_tile_e4m3_bf16(
     k: usize,
     cols: Range<usize>,
     op: ScaleOp,
+    may_clip: bool,
     q: &mut [u8],
 ) -> u64 {
     let mut clipped = 0;
     for (row, qrow) in src.chunks(k).zip(q.chunks_mut(k)) {
         if let (Some(s), Some(d)) = (row.get(cols.clone()), qrow.get_mut(cols.clone())) {
             // SAFETY: same target features as this function.
-            clipped += unsafe { encode_e4m3_bf16(s, op, d) };
+            clipped += unsafe {
+                if may_clip {
+                    encode_e4m3_bf16::<true>(s, op, d)
+                } else {
+                    encode_e4m3_bf16::<false>(s, op, d)
+                }
+            };
         }
     }
     clipped
@@ -138,27 +152,39 @@ fn apply(op: ScaleOp, x: __m256) -> __m256 {
     }
 }
 
-/// E4M3 codes (one per i32 lane) of eight finite scaled values, clamped to +-448, plus the mask
-/// of lanes that exceeded 448. Normal results: RNE on the f32 bits at mantissa bit 20, then
-/// rebias (127 - 7) << 3 = 960. Subnormal results (|x| < 2^-6): adding 2^14, whose ulp is
-/// E4M3's quantum 2^-9, makes the FPU do the RNE; the integer difference is the code.
+/// E4M3 codes (one per i32 lane) of eight finite scaled values, plus the mask of lanes that
+/// exceeded 448. With `CLIP` the magnitudes are clamped to 448 first; without, the caller knows
+/// none exceeds it (its tile's scaled amax is <= 448). Normal results: RNE on the f32 bits at
+/// mantissa bit 20, then rebias by (127 - 7) << 3 = 960, folded into the rounding constant.
+/// Subnormal results (|x| < 2^-6, rare in real tiles, so only computed when a lane needs it):
+/// adding 2^14, whose ulp is E4M3's quantum 2^-9, makes the FPU do the RNE; the integer
+/// difference is the code.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn e4m3_codes(x: __m256) -> (__m256i, i32) {
+fn e4m3_codes<const CLIP: bool>(x: __m256) -> (__m256i, i32) {
     let xi = _mm256_castps_si256(x);
     let sign = _mm256_and_si256(xi, _mm256_set1_epi32(i32::MIN));
-    let a = _mm256_castsi256_ps(_mm256_and_si256(xi, _mm256_set1_epi32(0x7FFF_FFFF)));
-    let max = _mm256_set1_ps(448.0);
-    let clip = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, max));
-    let a = _mm256_min_ps(a, max);
+    let mut a = _mm256_castsi256_ps(_mm256_and_si256(xi, _mm256_set1_epi32(0x7FFF_FFFF)));
+    let mut clip = 0;
+    if CLIP {
+        let max = _mm256_set1_ps(448.0);
+        clip = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, max));
+        a = _mm256_min_ps(a, max);
+    }
     let b = _mm256_castps_si256(a);
     let lsb = _mm256_and_si256(_mm256_srli_epi32::<20>(b), _mm256_set1_epi32(1));
-    let rounded = _mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7_FFFF)), lsb);
-    let code_n = _mm256_sub_epi32(_mm256_srli_epi32::<20>(rounded), _mm256_set1_epi32(960));
-    let t = _mm256_add_ps(a, _mm256_set1_ps(16384.0));
-    let code_s = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4680_0000));
-    let is_sub = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(0.015625)));
-    let code = _mm256_blendv_epi8(code_n, code_s, is_sub);
+    // (b + 0x7FFFF + lsb) >> 20 is the rounded (exponent, mantissa); minus 960 << 20 rebiases.
+    // Lanes below 2^-6 wrap here and are replaced by the subnormal path.
+    let round_rebias = _mm256_set1_epi32(0x7_FFFFi32.wrapping_sub(960 << 20));
+    let code_n = _mm256_srli_epi32::<20>(_mm256_add_epi32(_mm256_add_epi32(b, round_rebias), lsb));
+    let is_sub = _mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(0.015625));
+    let code = if _mm256_movemask_ps(is_sub) == 0 {
+        code_n
+    } else {
+        let t = _mm256_add_ps(a, _mm256_set1_ps(16384.0));
+        let code_s = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4680_0000));
+        _mm256_blendv_epi8(code_n, code_s, _mm256_castps_si256(is_sub))
+    };
     (_mm256_or_si256(code, _mm256_srli_epi32::<24>(sign)), clip)
 }
 
@@ -174,7 +200,11 @@ fn pack_codes(c0: __m256i, c1: __m256i, c2: __m256i, c3: __m256i) -> __m256i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(super) unsafe fn encode_e4m3_f32(src: &[f32], op: ScaleOp, out: &mut [u8]) -> u64 {
+pub(super) unsafe fn encode_e4m3_f32<const CLIP: bool>(
+    src: &[f32],
+    op: ScaleOp,
+    out: &mut [u8],
+) -> u64 {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
     let mut clipped = 0u64;
@@ -191,10 +221,10 @@ pub(super) unsafe fn encode_e4m3_f32(src: &[f32], op: ScaleOp, out: &mut [u8]) -
                 _mm256_loadu_ps(p.add(24)),
             )
         };
-        let (c0, k0) = e4m3_codes(apply(op, x0));
-        let (c1, k1) = e4m3_codes(apply(op, x1));
-        let (c2, k2) = e4m3_codes(apply(op, x2));
-        let (c3, k3) = e4m3_codes(apply(op, x3));
+        let (c0, k0) = e4m3_codes::<CLIP>(apply(op, x0));
+        let (c1, k1) = e4m3_codes::<CLIP>(apply(op, x1));
+        let (c2, k2) = e4m3_codes::<CLIP>(apply(op, x2));
+        let (c3, k3) = e4m3_codes::<CLIP>(apply(op, x3));
         clipped += (k0.count_ones() + k1.count_ones() + k2.count_ones() + k3.count_ones()) as u64;
         // SAFETY: `d` holds exactly 32 bytes.
         unsafe { _mm256_storeu_si256(d.as_mut_ptr() as *mut __m256i, pack_codes(c0, c1, c2, c3)) };
@@ -204,7 +234,11 @@ pub(super) unsafe fn encode_e4m3_f32(src: &[f32], op: ScaleOp, out: &mut [u8]) -
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(super) unsafe fn encode_e4m3_bf16(src: &[bf16], op: ScaleOp, out: &mut [u8]) -> u64 {
+pub(super) unsafe fn encode_e4m3_bf16<const CLIP: bool>(
+    src: &[bf16],
+    op: ScaleOp,
+    out: &mut [u8],
+) -> u64 {
     let n = src.len().min(out.len());
     let (src, out) = (&src[..n], &mut out[..n]);
     let mut clipped = 0u64;
@@ -221,10 +255,10 @@ pub(super) unsafe fn encode_e4m3_bf16(src: &[bf16], op: ScaleOp, out: &mut [u8])
                 _mm_loadu_si128(p.add(3)),
             )
         };
-        let (c0, k0) = e4m3_codes(apply(op, widen_bf16(h0)));
-        let (c1, k1) = e4m3_codes(apply(op, widen_bf16(h1)));
-        let (c2, k2) = e4m3_codes(apply(op, widen_bf16(h2)));
-        let (c3, k3) = e4m3_codes(apply(op, widen_bf16(h3)));
+        let (c0, k0) = e4m3_codes::<CLIP>(apply(op, widen_bf16(h0)));
+        let (c1, k1) = e4m3_codes::<CLIP>(apply(op, widen_bf16(h1)));
+        let (c2, k2) = e4m3_codes::<CLIP>(apply(op, widen_bf16(h2)));
+        let (c3, k3) = e4m3_codes::<CLIP>(apply(op, widen_bf16(h3)));
         clipped += (k0.count_ones() + k1.count_ones() + k2.count_ones() + k3.count_ones()) as u64;
         // SAFETY: `d` holds exactly 32 bytes.
         unsafe { _mm256_storeu_si256(d.as_mut_ptr() as *mut __m256i, pack_codes(c0, c1, c2, c3)) };

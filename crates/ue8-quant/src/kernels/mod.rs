@@ -107,18 +107,20 @@ pub(crate) fn tile_max_abs_bits_bf16(isa: Isa, src: &[bf16], k: usize, cols: Ran
 }
 
 /// E4M3-encodes columns `cols` of every row of a band into `q` (same layout); returns clipped.
+/// `may_clip = false` promises no scaled magnitude exceeds 448 (lets SIMD skip the clamp).
 pub(crate) fn encode_tile_e4m3_f32(
     isa: Isa,
     src: &[f32],
     k: usize,
     cols: Range<usize>,
     op: ScaleOp,
+    may_clip: bool,
     q: &mut [u8],
 ) -> u64 {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_f32(src, k, cols, op, q) },
+        Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_f32(src, k, cols, op, may_clip, q) },
         _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
     }
 }
@@ -130,12 +132,13 @@ pub(crate) fn encode_tile_e4m3_bf16(
     k: usize,
     cols: Range<usize>,
     op: ScaleOp,
+    may_clip: bool,
     q: &mut [u8],
 ) -> u64 {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_bf16(src, k, cols, op, q) },
+        Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_bf16(src, k, cols, op, may_clip, q) },
         _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
     }
 }
