@@ -2,6 +2,10 @@
 //! the same bytes measured in the same run. After criterion's own output, prints a table of
 //! Gelem/s and the ratio to memcpy (read back from criterion's estimates).
 //!
+//! Two groups: `quant` measures wall-clock time (criterion's default); `quant_cpu` measures the
+//! benchmark thread's CPU time (Linux `/proc/thread-self/schedstat`), i.e. Gelem/s per core even
+//! when a shared machine's scheduler takes the core away part of the time.
+//!
 //! `cargo bench -p ue8-quant --bench quant` (env `UE8_BENCH_ROWS` / `UE8_BENCH_COLS` change the
 //! matrix, default 2048 x 7168 like a DeepSeek projection).
 
@@ -9,6 +13,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use half::bf16;
 use ue8_quant::mxfp4::{dequantize_mxfp4_to_bf16_with, quantize_mxfp4_bf16_with};
@@ -38,7 +43,63 @@ fn weights(len: usize) -> Vec<bf16> {
         .collect()
 }
 
-fn bench(c: &mut Criterion) {
+/// CPU time of the calling thread in ns (0 where /proc is unavailable).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Criterion measurement: CPU time of the benchmark thread.
+struct CpuTime;
+
+struct NsFormatter;
+
+impl ValueFormatter for NsFormatter {
+    fn scale_values(&self, _typical: f64, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let elems = match *t {
+            Throughput::Elements(e) | Throughput::ElementsAndBytes { elements: e, .. } => e,
+            Throughput::Bytes(b) | Throughput::BytesDecimal(b) => b,
+            Throughput::Bits(b) => b,
+        } as f64;
+        for v in values {
+            *v = elems / *v; // per ns = G per s
+        }
+        "G/s"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, i: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(i)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NsFormatter
+    }
+}
+
+fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     let (n, k) = dims();
     let len = n * k;
     let src = weights(len);
@@ -52,7 +113,7 @@ fn bench(c: &mut Criterion) {
     let mut packed = vec![0u8; n * nb * 16];
     let mut mx_scales = vec![0u8; n * nb];
 
-    let mut g = c.benchmark_group("quant");
+    let mut g = c.benchmark_group(group);
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
@@ -124,25 +185,21 @@ fn criterion_dir() -> Option<PathBuf> {
 }
 
 /// Mean time (ns) of one benchmark from criterion's estimates.json.
-fn mean_ns(dir: &Path, id: &str) -> Option<f64> {
-    let path = dir
-        .join("quant")
-        .join(id)
-        .join("new")
-        .join("estimates.json");
+fn mean_ns(dir: &Path, group: &str, id: &str) -> Option<f64> {
+    let path = dir.join(group).join(id).join("new").join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["mean"]["point_estimate"].as_f64()
 }
 
-fn summary() {
+fn summary(group: &str, what: &str) {
     let (n, k) = dims();
     let len = (n * k) as f64;
     let Some(dir) = criterion_dir() else { return };
-    let Some(copy) = mean_ns(&dir, "memcpy_bf16") else {
+    let Some(copy) = mean_ns(&dir, group, "memcpy_bf16") else {
         return;
     };
-    println!("\nue8-quant kernels, 1 thread, {n} x {k} = {len:.0} elements");
+    println!("\nue8-quant kernels, 1 thread, {what}, {n} x {k} = {len:.0} elements");
     println!(
         "{:<34} {:>10} {:>12}",
         "kernel/variant", "Gelem/s", "x memcpy"
@@ -161,7 +218,7 @@ fn summary() {
     ] {
         for isa in Isa::available() {
             let id = format!("{name}/{}", isa.name());
-            if let Some(t) = mean_ns(&dir, &id) {
+            if let Some(t) = mean_ns(&dir, group, &id) {
                 println!("{:<34} {:>10.3} {:>12.2}", id, len / t, copy / t);
             }
         }
@@ -169,8 +226,14 @@ fn summary() {
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
-    summary();
+    let mut wall = Criterion::default().configure_from_args();
+    bench(&mut wall, "quant");
+    wall.final_summary();
+    let mut cpu = Criterion::default()
+        .with_measurement(CpuTime)
+        .configure_from_args();
+    bench(&mut cpu, "quant_cpu");
+    cpu.final_summary();
+    summary("quant", "wall-clock time");
+    summary("quant_cpu", "thread CPU time");
 }
