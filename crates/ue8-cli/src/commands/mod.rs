@@ -12,3 +12,5 @@ pub mod bench;
 pub mod demo;
 pub mod plan;
 pub mod chips;
+pub mod convert_progress;
+pub mod convert_report;
