@@ -53,9 +53,53 @@ impl ErrorStats {
     }
 
     /// Adds every pair of two equally long slices (extra elements of the longer are ignored).
+    ///
+    /// Eight independent f64 lanes per sum let the compiler vectorize the finite chunks (the hot
+    /// path of every conversion report); chunks holding a NaN or inf go through [`ErrorStats::add`].
+    /// The sums are reassociated, so they can differ from pair-by-pair adds in the last f64 bits.
     pub fn add_slices(&mut self, reference: &[f32], test: &[f32]) {
-        for (&r, &t) in reference.iter().zip(test) {
-            self.add(r, t);
+        const LANES: usize = 8;
+        let n = reference.len().min(test.len());
+        let (r, t) = (&reference[..n], &test[..n]);
+        let (mut sr, mut st, mut se, mut sd, mut mx) = (
+            [0f64; LANES],
+            [0f64; LANES],
+            [0f64; LANES],
+            [0f64; LANES],
+            [0f64; LANES],
+        );
+        let mut finite_pairs = 0u64;
+        let (rc, tc) = (r.chunks_exact(LANES), t.chunks_exact(LANES));
+        let (rtail, ttail) = (rc.remainder(), tc.remainder());
+        for (a, b) in rc.zip(tc) {
+            let nonfinite = a.iter().chain(b).fold(false, |acc, x| {
+                acc | (x.to_bits() & 0x7F80_0000 == 0x7F80_0000)
+            });
+            if nonfinite {
+                for (&x, &y) in a.iter().zip(b) {
+                    self.add(x, y);
+                }
+                continue;
+            }
+            for i in 0..LANES {
+                let (x, y) = (a[i] as f64, b[i] as f64);
+                let e = y - x;
+                sr[i] += x * x;
+                st[i] += y * y;
+                se[i] += e * e;
+                sd[i] += x * y;
+                mx[i] = mx[i].max(e.abs());
+            }
+            finite_pairs += LANES as u64;
+        }
+        self.count += finite_pairs;
+        self.sum_sq_ref += sr.iter().sum::<f64>();
+        self.sum_sq_test += st.iter().sum::<f64>();
+        self.sum_sq_err += se.iter().sum::<f64>();
+        self.sum_dot += sd.iter().sum::<f64>();
+        self.max_abs = mx.iter().fold(self.max_abs, |m, &v| m.max(v));
+        for (&x, &y) in rtail.iter().zip(ttail) {
+            self.add(x, y);
         }
     }
 

@@ -279,3 +279,77 @@ fn error_stats_match_hand_computation_and_merge() {
     assert!((b.snr_db() - a.snr_db()).abs() < 1e-12);
     assert_eq!(ErrorStats::new().snr_db(), f64::INFINITY);
 }
+
+/// Reassociating f64 sums of a few hundred terms moves them by a few ulps at most.
+const F64_REASSOCIATION_REL: f64 = 1e-12;
+
+#[test]
+fn error_stats_slices_equal_pairwise_adds() {
+    let r: Vec<f32> = (0..1003)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3)
+        .collect();
+    let mut t: Vec<f32> = r.iter().map(|x| x * 1.01 + 0.002).collect();
+    t[17] = f32::NAN;
+    t[500] = f32::INFINITY;
+    let mut a = ErrorStats::new();
+    a.add_slices(&r, &t);
+    let mut b = ErrorStats::new();
+    for (&x, &y) in r.iter().zip(&t) {
+        b.add(x, y);
+    }
+    assert_eq!((a.count, a.nonfinite), (b.count, b.nonfinite));
+    assert_eq!((a.count, a.nonfinite), (1001, 2));
+    assert_eq!(a.max_abs(), b.max_abs());
+    for (x, y) in [
+        (a.rms(), b.rms()),
+        (a.snr_db(), b.snr_db()),
+        (a.cosine(), b.cosine()),
+    ] {
+        assert!(
+            (x - y).abs() <= F64_REASSOCIATION_REL * y.abs(),
+            "{x} vs {y}"
+        );
+    }
+}
+
+#[test]
+fn f16_and_bf16_sources_match_f32() {
+    use half::{bf16, f16};
+    let (n, k) = (3, 150);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| bf16::from_f32(((i * 7919 % 997) as f32 - 498.0) * 0.01).to_f32())
+        .collect();
+    let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
+    let wh: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+    let wh32: Vec<f32> = wh.iter().map(|x| x.to_f32()).collect();
+    let s = BlockFp8::WEIGHT;
+    let (gr, gc) = s.scale_grid(n, k).unwrap();
+    let run = |f: &dyn Fn(&mut [u8], &mut [f32])| {
+        let (mut q, mut sc) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+        f(&mut q, &mut sc);
+        (q, sc)
+    };
+    let a = run(&|q, sc| {
+        s.quantize_f32(&w, n, k, NonFinite::Reject, q, sc).unwrap();
+    });
+    let b = run(&|q, sc| {
+        s.quantize_bf16(&wb, n, k, NonFinite::Reject, q, sc)
+            .unwrap();
+    });
+    assert_eq!(a, b);
+    let c = run(&|q, sc| {
+        s.quantize_f32(&wh32, n, k, NonFinite::Reject, q, sc)
+            .unwrap();
+    });
+    let d = run(&|q, sc| {
+        s.quantize_f16(&wh, n, k, NonFinite::Reject, q, sc).unwrap();
+    });
+    assert_eq!(c, d);
+    let mx = MxScheme::MXFP8_E4M3;
+    let nb = MxScheme::blocks_per_row(k);
+    let (mut c1, mut s1) = (vec![0u8; n * k], vec![0u8; n * nb]);
+    let (mut c2, mut s2) = (vec![0u8; n * k], vec![0u8; n * nb]);
+    mx.quantize_f32(&w, n, k, &mut c1, &mut s1).unwrap();
+    mx.quantize_bf16(&wb, n, k, &mut c2, &mut s2).unwrap();
+    assert_eq!((c1, s1), (c2, s2));
+}
