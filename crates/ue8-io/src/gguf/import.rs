@@ -618,6 +618,18 @@ pub fn import_gguf(
     }
 
     staging.write_json("config.json", &config_json(&params, &tok, tied, opts.dtype))?;
+    // The safetensors crate creates its file owner-only; give it the permissions the JSON files got
+    // from the user's umask, like every other file of the directory.
+    let json_perms = fs::metadata(staging.tmp.join("config.json"))
+        .map_err(|source| GgufError::Io {
+            path: staging.tmp.join("config.json"),
+            source,
+        })?
+        .permissions();
+    fs::set_permissions(&st_path, json_perms).map_err(|source| GgufError::Io {
+        path: st_path.clone(),
+        source,
+    })?;
     staging.write_json("tokenizer.json", &tok.tokenizer_json)?;
     staging.write_json("tokenizer_config.json", &tok.tokenizer_config)?;
     let mut gen = Map::new();
