@@ -32,6 +32,30 @@ pub struct TensorRef<'a> {
 pub struct Checkpoint {
     shards: Vec<Shard>,
     index: HashMap<String, usize>,
+    /// f32 copies of every block-scale grid (`*.weight_scale_inv`, float `*.weight_scale`), decoded
+    /// once at open: the kernels want aligned f32 scales, and owning them here lets weights borrow
+    /// them for as long as they borrow the mmap. They are ~1/16000 of the weights (128x128 tiles).
+    tile_scales: HashMap<String, Vec<f32>>,
+}
+
+/// Whether a tensor is a per-tile scale grid that is decoded to f32 at open.
+fn is_tile_scale(name: &str, dtype: Dtype) -> bool {
+    name.ends_with(".weight_scale_inv")
+        || (name.ends_with(".weight_scale")
+            && matches!(dtype, Dtype::F32 | Dtype::BF16 | Dtype::F16))
+}
+
+/// f32 values of a scale grid stored as F32, BF16, F16 or E8M0 bytes (U8 / F8_E8M0).
+fn decode_scales(t: &TensorRef) -> Option<Vec<f32>> {
+    match t.dtype {
+        Dtype::F8_E8M0 | Dtype::U8 => Some(
+            t.data
+                .iter()
+                .map(|&b| ue8_formats::E8M0::from_bits(b).to_f32())
+                .collect(),
+        ),
+        _ => t.to_f32_vec().ok(),
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -110,7 +134,28 @@ impl Checkpoint {
             }
             shards.push(shard);
         }
-        Ok(Checkpoint { shards, index })
+        let mut ck = Checkpoint {
+            shards,
+            index,
+            tile_scales: HashMap::new(),
+        };
+        let mut tile_scales = HashMap::new();
+        for name in ck.index.keys() {
+            if let Some(t) = ck.get(name) {
+                if is_tile_scale(name, t.dtype) {
+                    if let Some(v) = decode_scales(&t) {
+                        tile_scales.insert(name.clone(), v);
+                    }
+                }
+            }
+        }
+        ck.tile_scales = tile_scales;
+        Ok(ck)
+    }
+
+    /// The f32 copy of a block-scale grid decoded at open (see the field's docs).
+    pub fn tile_scales(&self, name: &str) -> Option<&[f32]> {
+        self.tile_scales.get(name).map(Vec::as_slice)
     }
 
     /// Whether a tensor of this name exists.

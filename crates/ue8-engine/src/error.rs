@@ -67,6 +67,14 @@ pub enum EngineError {
     TokenOutOfRange { token: u32, vocab: usize },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("tensor '{tensor}': {source}")]
+    Kernel {
+        tensor: String,
+        #[source]
+        source: crate::kernels::KernelError,
+    },
+    #[error("could not start the thread pool: {0}")]
+    ThreadPool(#[source] std::io::Error),
     #[error("size overflow computing {0}")]
     SizeOverflow(String),
 }

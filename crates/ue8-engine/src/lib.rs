@@ -9,7 +9,7 @@
 //! let dir = std::path::Path::new("model");
 //! let ck = Checkpoint::open(dir)?;
 //! let model = LlamaModel::load(&ck, ModelConfig::from_path(dir)?)?;
-//! let mm = Matmul::new(2);
+//! let mm = Matmul::new(2)?;
 //! let mut session = Session::new(&model, &mm, 512, 64)?;
 //! let logits = session.forward(&[1, 2, 3], Logits::Last)?;
 //! println!("next token: {}", ue8_engine::sampler::argmax(logits));
@@ -19,11 +19,15 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod kernels;
 pub mod layers;
 pub mod matmul;
+pub mod memory;
 pub mod models;
+pub mod perplexity;
 pub mod sampler;
+pub mod tokenizer;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;
@@ -31,5 +35,3 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{EngineError, Result};
 pub use matmul::Matmul;
 pub use models::llama::{LlamaModel, Logits, Session};
-
-pub mod kernels;

@@ -3,6 +3,7 @@
 //! activation row) that the fast kernels are checked against.
 
 use crate::error::{EngineError, Result};
+use crate::kernels::Pool;
 use crate::layers::dot;
 use crate::weights::Linear;
 
@@ -49,29 +50,44 @@ pub fn add_bias(lin: &Linear, m: usize, y: &mut [f32]) {
     }
 }
 
-/// The matmul executor a session uses: owns the worker threads for the whole run.
+/// The matmul executor a session uses: one persistent thread pool for the whole run.
 pub struct Matmul {
-    threads: usize,
+    pool: Pool,
 }
 
 impl Matmul {
-    /// An executor with `threads` workers (0 = one per available core).
-    pub fn new(threads: usize) -> Self {
+    /// An executor with `threads` threads in all (0 = one per available core).
+    pub fn new(threads: usize) -> Result<Self> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
-        Matmul { threads }
+        Ok(Matmul {
+            pool: Pool::new(threads).map_err(EngineError::ThreadPool)?,
+        })
     }
 
-    /// Worker threads in use.
+    /// Threads in use (the caller's included).
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.threads()
     }
 
-    /// y[m, n] = x[m, k] W^T (+ bias).
+    /// The pool, for other parallel work (attention).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// y[m, n] = x[m, k] W^T (+ bias), with the fastest kernel this CPU has.
     pub fn matmul(&self, lin: &Linear, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
-        matmul_ref(lin, x, m, y)
+        check(lin, x, m, y)?;
+        self.pool
+            .matmul(&lin.matrix, x, m, y)
+            .map_err(|source| EngineError::Kernel {
+                tensor: lin.name.clone(),
+                source,
+            })?;
+        add_bias(lin, m, y);
+        Ok(())
     }
 }

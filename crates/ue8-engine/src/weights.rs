@@ -14,6 +14,7 @@
 
 use crate::checkpoint::{Checkpoint, TensorRef};
 use crate::error::{EngineError, Result};
+use crate::kernels::{MxElement as KernelMx, WeightData, WeightMatrix};
 use safetensors::tensor::Dtype;
 use std::sync::OnceLock;
 use ue8_formats::{Element, E2M1, E2M3, E3M2, E4M3, E5M2, E8M0};
@@ -73,7 +74,7 @@ pub enum LinearData<'a> {
     /// DeepSeek blockwise FP8: E4M3 codes [N, K], f32 scales [ceil(N/128), ceil(K/128)].
     E4m3Tiles {
         q: &'a [u8],
-        scales: Vec<f32>,
+        scales: &'a [f32],
     },
     /// OCP MX: packed elements (`row_bytes` per row), E8M0 scale bytes [N, ceil(K/32)].
     Mx {
@@ -92,6 +93,31 @@ pub struct Linear<'a> {
     pub k: usize,
     pub data: LinearData<'a>,
     pub bias: Option<Vec<f32>>,
+    /// The same bytes, validated once for the matmul kernels.
+    pub matrix: WeightMatrix<'a>,
+}
+
+/// The kernels' view of the stored bytes.
+fn kernel_data<'a>(d: &LinearData<'a>) -> WeightData<'a> {
+    match *d {
+        LinearData::F32(b) => WeightData::F32(b),
+        LinearData::Bf16(b) => WeightData::Bf16(b),
+        LinearData::F16(b) => WeightData::F16(b),
+        LinearData::E4m3Tiles { q, scales } => WeightData::E4m3Tiles { q, scales },
+        LinearData::Mx {
+            elem, data, scales, ..
+        } => WeightData::Mx {
+            elem: match elem {
+                MxElement::E4m3 => KernelMx::E4M3,
+                MxElement::E5m2 => KernelMx::E5M2,
+                MxElement::E3m2 => KernelMx::E3M2,
+                MxElement::E2m3 => KernelMx::E2M3,
+                MxElement::E2m1 => KernelMx::E2M1,
+            },
+            data,
+            scales,
+        },
+    }
 }
 
 fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
@@ -141,29 +167,30 @@ fn bad_scale(t: &TensorRef, index: usize, problem: impl Into<String>) -> EngineE
     }
 }
 
-/// Read a DeepSeek scale grid (F32, F8_E8M0/U8 bytes, BF16, F16) into f32, rejecting NaN, inf, <= 0.
-fn read_tile_scales(t: &TensorRef, rows: usize, cols: usize) -> Result<Vec<f32>> {
+/// A DeepSeek scale grid (F32, F8_E8M0/U8 bytes, BF16, F16) as the f32 copy the checkpoint made at
+/// open, rejecting the E8M0 NaN byte, NaN, inf and values <= 0.
+fn read_tile_scales<'a>(
+    ck: &'a Checkpoint,
+    t: &TensorRef,
+    rows: usize,
+    cols: usize,
+) -> Result<&'a [f32]> {
     t.expect_shape(&[rows, cols])?;
-    let scales: Vec<f32> = match t.dtype {
+    match t.dtype {
         Dtype::F8_E8M0 | Dtype::U8 => {
-            expect_len(t, mul(rows, cols, "scale grid")?)?;
             if let Some(i) = t.data.iter().position(|&b| b == 0xFF) {
                 return Err(bad_scale(t, i, "the E8M0 NaN code 0xFF"));
             }
-            t.data
-                .iter()
-                .map(|&b| E8M0::from_bits(b).to_f32())
-                .collect()
         }
-        Dtype::F32 | Dtype::BF16 | Dtype::F16 => {
-            let v = t.to_f32_vec()?;
-            if v.len() != rows * cols {
-                return Err(bad_scale(t, v.len(), "missing: the grid is short"));
-            }
-            v
-        }
+        Dtype::F32 | Dtype::BF16 | Dtype::F16 => {}
         _ => return Err(t.dtype_error("scales in F32, F8_E8M0, U8, BF16 or F16")),
-    };
+    }
+    let scales = ck
+        .tile_scales(t.name)
+        .ok_or_else(|| bad_scale(t, 0, "not decodable"))?;
+    if scales.len() != mul(rows, cols, "scale grid")? {
+        return Err(bad_scale(t, scales.len(), "missing: the grid is short"));
+    }
     if let Some(i) = scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
         return Err(bad_scale(
             t,
@@ -198,12 +225,18 @@ impl<'a> Linear<'a> {
         } else {
             None
         };
+        let matrix =
+            WeightMatrix::new(n, k, kernel_data(&data)).map_err(|source| EngineError::Kernel {
+                tensor: m.to_string(),
+                source,
+            })?;
         Ok(Linear {
             name: m.to_string(),
             n,
             k,
             data,
             bias,
+            matrix,
         })
     }
 
@@ -254,7 +287,7 @@ impl<'a> Linear<'a> {
                         expect_len(&w, nk)?;
                         screen_codes(&w, elem)?;
                         let scales =
-                            read_tile_scales(&s, n.div_ceil(FP8_TILE), k.div_ceil(FP8_TILE))?;
+                            read_tile_scales(ck, &s, n.div_ceil(FP8_TILE), k.div_ceil(FP8_TILE))?;
                         return Ok(LinearData::E4m3Tiles { q: w.data, scales });
                     }
                 }
@@ -271,7 +304,8 @@ impl<'a> Linear<'a> {
                     w.expect_shape(&[n, k])?;
                     expect_len(&w, nk)?;
                     screen_codes(&w, elem)?;
-                    let scales = read_tile_scales(&s, n.div_ceil(FP8_TILE), k.div_ceil(FP8_TILE))?;
+                    let scales =
+                        read_tile_scales(ck, &s, n.div_ceil(FP8_TILE), k.div_ceil(FP8_TILE))?;
                     return Ok(LinearData::E4m3Tiles { q: w.data, scales });
                 }
                 let stored_k = match elem {

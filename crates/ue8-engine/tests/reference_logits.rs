@@ -67,7 +67,7 @@ fn check(name: &str) {
         .flatten()
         .fold(0.0f32, |a, &b| a.max(b.abs()));
     let v = model.config.vocab_size;
-    let mm = Matmul::new(2);
+    let mm = Matmul::new(2).unwrap();
     let t = r.tokens.len();
 
     // one batch, all logits
@@ -142,4 +142,46 @@ fn llama_mxfp6_e3m2_padded_rows() {
 #[test]
 fn llama_mxfp4_tied_padded_rows() {
     check("llama_mxfp4_tied");
+}
+
+/// ue8's perplexity on one chunk equals exp(mean NLL) computed here from the reference logits over
+/// positions ctx/2 .. ctx-2 (llama-perplexity's scoring window).
+#[test]
+fn perplexity_scores_llama_perplexity_window() {
+    let dir = fixture("llama_bf16");
+    let r = reference(&dir);
+    let ck = Checkpoint::open(&dir).unwrap();
+    let model = LlamaModel::load(&ck, ModelConfig::from_path(&dir).unwrap()).unwrap();
+    let mm = Matmul::new(1).unwrap();
+    let ctx = 16;
+    let mut s = Session::new(&model, &mm, ctx, 5).unwrap();
+    let got = ue8_engine::perplexity::perplexity(
+        &mut s,
+        &r.tokens,
+        ctx,
+        Some(1),
+        None,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let mut nll = 0.0f64;
+    for j in ctx / 2..ctx - 1 {
+        nll += ue8_engine::perplexity::nll(&r.logits[j], r.tokens[j + 1] as usize);
+    }
+    let want = (nll / (ctx / 2 - 1) as f64).exp();
+    assert_eq!(got.tokens_scored, ctx / 2 - 1);
+    assert_eq!(got.chunks, 1);
+    let scale = r
+        .logits
+        .iter()
+        .flatten()
+        .fold(0.0f32, |a, &b| a.max(b.abs())) as f64;
+    // each NLL moves by at most twice the logit tolerance (target logit and log-sum-exp)
+    let nll_tol = 2.0 * LOGIT_TOL_REL as f64 * scale;
+    assert!(
+        (got.perplexity.ln() - want.ln()).abs() <= nll_tol,
+        "{} vs {}",
+        got.perplexity,
+        want
+    );
 }

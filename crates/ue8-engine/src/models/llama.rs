@@ -228,6 +228,14 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn reset(&mut self) {
         self.pos = 0;
     }
+    /// Vocabulary size (width of a logits row).
+    pub fn vocab_size(&self) -> usize {
+        self.model.config.vocab_size
+    }
+    /// The model this session runs.
+    pub fn model(&self) -> &'m LlamaModel<'a> {
+        self.model
+    }
     /// Bytes held by the KV cache.
     pub fn kv_cache_bytes(&self) -> usize {
         (self.k_cache.len() + self.v_cache.len()) * 4
