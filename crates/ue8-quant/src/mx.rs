@@ -8,6 +8,7 @@
 
 use half::bf16;
 
+use crate::kernels::{self, Isa};
 use crate::rules::{e8m0_to_f32, MxElement, MxScaleRule};
 use crate::shape::{blocks, check_len, elements};
 use crate::source::SourceElement;
@@ -58,7 +59,8 @@ impl MxScheme {
         Ok(nb)
     }
 
-    /// Quantizes a row-major f32 `[n, k]` into one code per element and `[n, ceil(k/32)]` scales.
+    /// Quantizes a row-major f32 `[n, k]` into one code per element and `[n, ceil(k/32)]` scales
+    /// (fast kernels; identical to [`MxScheme::quantize`]).
     pub fn quantize_f32(
         &self,
         src: &[f32],
@@ -67,7 +69,7 @@ impl MxScheme {
         codes_out: &mut [u8],
         scales_out: &mut [u8],
     ) -> Result<QuantReport, QuantError> {
-        self.quantize(src, n, k, codes_out, scales_out)
+        self.quantize_f32_with(Isa::detect(), src, n, k, codes_out, scales_out)
     }
 
     /// As [`MxScheme::quantize_f32`], from bf16.
@@ -79,11 +81,61 @@ impl MxScheme {
         codes_out: &mut [u8],
         scales_out: &mut [u8],
     ) -> Result<QuantReport, QuantError> {
-        self.quantize(src, n, k, codes_out, scales_out)
+        self.quantize_bf16_with(Isa::detect(), src, n, k, codes_out, scales_out)
     }
 
-    /// Generic quantizer (f32, bf16, f16), the reference every MX kernel is tested against:
-    /// `X = 2^(byte-127)`, code = `RNE_saturate(v / X)`.
+    /// Kernel-variant entry point (tests, benchmarks).
+    #[doc(hidden)]
+    pub fn quantize_f32_with(
+        &self,
+        isa: Isa,
+        src: &[f32],
+        n: usize,
+        k: usize,
+        codes_out: &mut [u8],
+        scales_out: &mut [u8],
+    ) -> Result<QuantReport, QuantError> {
+        let nb = Self::check(n, k, src.len(), codes_out.len(), scales_out.len())?;
+        let mut report = QuantReport::default();
+        for ((s, c), sc) in src
+            .chunks(k)
+            .zip(codes_out.chunks_mut(k))
+            .zip(scales_out.chunks_mut(nb))
+        {
+            let (clipped, nonfinite) =
+                kernels::mx_quantize_row_f32(isa, self.elem, self.rule, s, c, sc);
+            report = report.merge(QuantReport { clipped, nonfinite });
+        }
+        Ok(report)
+    }
+
+    /// Kernel-variant entry point (tests, benchmarks).
+    #[doc(hidden)]
+    pub fn quantize_bf16_with(
+        &self,
+        isa: Isa,
+        src: &[bf16],
+        n: usize,
+        k: usize,
+        codes_out: &mut [u8],
+        scales_out: &mut [u8],
+    ) -> Result<QuantReport, QuantError> {
+        let nb = Self::check(n, k, src.len(), codes_out.len(), scales_out.len())?;
+        let mut report = QuantReport::default();
+        for ((s, c), sc) in src
+            .chunks(k)
+            .zip(codes_out.chunks_mut(k))
+            .zip(scales_out.chunks_mut(nb))
+        {
+            let (clipped, nonfinite) =
+                kernels::mx_quantize_row_bf16(isa, self.elem, self.rule, s, c, sc);
+            report = report.merge(QuantReport { clipped, nonfinite });
+        }
+        Ok(report)
+    }
+
+    /// Reference quantizer (f32, bf16, f16) that every MX kernel is tested against, written
+    /// straight from formats.md section 3: `X = 2^(byte-127)`, code = `RNE_saturate(v / X)`.
     pub fn quantize<T: SourceElement>(
         &self,
         src: &[T],

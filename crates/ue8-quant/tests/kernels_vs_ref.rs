@@ -6,7 +6,9 @@ use ue8_quant::mxfp4::{
     dequantize_mxfp4_ref, dequantize_mxfp4_to_bf16_with, dequantize_mxfp4_to_f32_with,
     quantize_mxfp4_bf16_with, quantize_mxfp4_f32_with, quantize_mxfp4_ref,
 };
-use ue8_quant::{BlockFp8, Isa, MxScaleRule, MxScheme, NonFinite, QuantError, ScaleRule};
+use ue8_quant::{
+    BlockFp8, Isa, MxElement, MxScaleRule, MxScheme, NonFinite, QuantError, ScaleRule,
+};
 
 const ROWS: [usize; 8] = [0, 1, 31, 33, 127, 128, 129, 1000];
 
@@ -232,6 +234,45 @@ fn mxfp4_every_variant_matches_ref() {
             let mut out = vec![bf16::ZERO; len];
             let _ = dequantize_mxfp4_to_bf16_with(isa, &p, &s, rows, k, &mut out);
             assert_eq!(bits16(&out), b_ref, "{isa:?} rows {rows} bf16");
+        }
+    }
+}
+
+#[test]
+fn mx_unpacked_every_variant_matches_ref() {
+    let mut rng = Rng(0x5EED_0000_7777_0001);
+    for rows in ROWS {
+        let k = k_for(rows);
+        let len = rows * k;
+        let nb = MxScheme::blocks_per_row(k);
+        let mut f = f32_matrix(&mut rng, len);
+        for (i, v) in f.iter_mut().enumerate() {
+            if i % 1009 == 3 {
+                *v = f32::NAN;
+            } else if i % 1601 == 9 {
+                *v = f32::INFINITY;
+            }
+        }
+        let b = bf16_matrix(&mut rng, len);
+        for elem in MxElement::ALL {
+            for rule in [MxScaleRule::Floor, MxScaleRule::Rceil] {
+                let scheme = MxScheme { elem, rule };
+                let (mut c_ref, mut s_ref) = (vec![0u8; len], vec![0u8; rows * nb]);
+                let r_ref = scheme.quantize(&f, rows, k, &mut c_ref, &mut s_ref);
+                let (mut cb_ref, mut sb_ref) = (vec![0u8; len], vec![0u8; rows * nb]);
+                let rb_ref = scheme.quantize(&b, rows, k, &mut cb_ref, &mut sb_ref);
+                for isa in Isa::available() {
+                    let what = format!("{isa:?} {elem:?} {rule:?} rows {rows}");
+                    let (mut c, mut s) = (vec![0u8; len], vec![0u8; rows * nb]);
+                    let r = scheme.quantize_f32_with(isa, &f, rows, k, &mut c, &mut s);
+                    assert_eq!(r, r_ref, "{what}");
+                    assert_eq!((&c, &s), (&c_ref, &s_ref), "{what} f32");
+                    let (mut c, mut s) = (vec![0u8; len], vec![0u8; rows * nb]);
+                    let r = scheme.quantize_bf16_with(isa, &b, rows, k, &mut c, &mut s);
+                    assert_eq!(r, rb_ref, "{what} bf16");
+                    assert_eq!((&c, &s), (&cb_ref, &sb_ref), "{what} bf16");
+                }
+            }
         }
     }
 }

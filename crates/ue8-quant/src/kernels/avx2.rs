@@ -575,3 +575,154 @@ pub(super) unsafe fn mxfp4_dequantize_row_bf16(blocks: &[u8], scales: &[u8], out
         scalar::mxfp4_dequantize_row(b, s, o, bf16::from_f32);
     }
 }
+
+/// One full 32-value MX block of E4M3 or E2M1 elements into 32 unpacked codes; `None` when the
+/// block holds NaN or inf (the caller takes the scalar path, which writes scale 0xFF).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn mx_block_codes(
+    elem: MxElement,
+    rule: MxScaleRule,
+    x: [__m256; 4],
+    codes: &mut [u8],
+) -> Option<(u8, u32)> {
+    let mask = _mm256_set1_epi32(0x7FFF_FFFF);
+    let abs = |v: __m256| _mm256_and_si256(_mm256_castps_si256(v), mask);
+    let m = _mm256_max_epu32(
+        _mm256_max_epu32(abs(x[0]), abs(x[1])),
+        _mm256_max_epu32(abs(x[2]), abs(x[3])),
+    );
+    let amax_bits = hmax_epu32(m);
+    if amax_bits >= 0x7F80_0000 {
+        return None;
+    }
+    let byte = rule.scale_byte(elem, f32::from_bits(amax_bits));
+    let inv = _mm256_set1_ps(pow2(127 - byte as i32));
+    let y = [
+        _mm256_mul_ps(x[0], inv),
+        _mm256_mul_ps(x[1], inv),
+        _mm256_mul_ps(x[2], inv),
+        _mm256_mul_ps(x[3], inv),
+    ];
+    let (c, clipped) = if elem == MxElement::E4M3 {
+        let (c0, k0) = e4m3_codes::<true>(y[0]);
+        let (c1, k1) = e4m3_codes::<true>(y[1]);
+        let (c2, k2) = e4m3_codes::<true>(y[2]);
+        let (c3, k3) = e4m3_codes::<true>(y[3]);
+        let k = k0.count_ones() + k1.count_ones() + k2.count_ones() + k3.count_ones();
+        (pack_codes(c0, c1, c2, c3), k)
+    } else {
+        let six = _mm256_set1_ps(6.0);
+        let clip = |v: __m256| {
+            let a = _mm256_castsi256_ps(abs(v));
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, six)).count_ones()
+        };
+        let k = clip(y[0]) + clip(y[1]) + clip(y[2]) + clip(y[3]);
+        let c = pack_codes(
+            e2m1_codes(y[0]),
+            e2m1_codes(y[1]),
+            e2m1_codes(y[2]),
+            e2m1_codes(y[3]),
+        );
+        (c, k)
+    };
+    if codes.len() == 32 {
+        // SAFETY: `codes` holds exactly 32 bytes.
+        unsafe { _mm256_storeu_si256(codes.as_mut_ptr() as *mut __m256i, c) };
+    }
+    Some((byte, clipped))
+}
+
+/// One row of MX E4M3 or E2M1 into unpacked codes and scale bytes; (clipped, non-finite).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn mx_quantize_row_f32(
+    elem: MxElement,
+    rule: MxScaleRule,
+    src: &[f32],
+    codes: &mut [u8],
+    scales: &mut [u8],
+) -> (u64, u64) {
+    let (mut clipped, mut nonfinite) = (0u64, 0u64);
+    let full = src.len() / 32;
+    for ((c, out), scale) in src
+        .chunks_exact(32)
+        .zip(codes.chunks_exact_mut(32))
+        .zip(scales.iter_mut())
+    {
+        let p = c.as_ptr();
+        // SAFETY: `c` holds exactly 32 f32.
+        let x = unsafe {
+            [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ]
+        };
+        match mx_block_codes(elem, rule, x, out) {
+            Some((byte, k)) => {
+                *scale = byte;
+                clipped += k as u64;
+            }
+            None => {
+                let (k, nf) =
+                    scalar::mx_quantize_row(elem, rule, c, out, std::slice::from_mut(scale));
+                clipped += k;
+                nonfinite += nf;
+            }
+        }
+    }
+    if let (Some(c), Some(s)) = (codes.get_mut(full * 32..), scales.get_mut(full..)) {
+        let (k, nf) = scalar::mx_quantize_row(elem, rule, &src[full * 32..], c, s);
+        clipped += k;
+        nonfinite += nf;
+    }
+    (clipped, nonfinite)
+}
+
+/// As [`mx_quantize_row_f32`], for bf16.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn mx_quantize_row_bf16(
+    elem: MxElement,
+    rule: MxScaleRule,
+    src: &[bf16],
+    codes: &mut [u8],
+    scales: &mut [u8],
+) -> (u64, u64) {
+    let (mut clipped, mut nonfinite) = (0u64, 0u64);
+    let full = src.len() / 32;
+    for ((c, out), scale) in src
+        .chunks_exact(32)
+        .zip(codes.chunks_exact_mut(32))
+        .zip(scales.iter_mut())
+    {
+        let p = c.as_ptr() as *const __m128i;
+        // SAFETY: `c` holds exactly 32 bf16 = four 16-byte loads.
+        let x = unsafe {
+            [
+                widen_bf16(_mm_loadu_si128(p)),
+                widen_bf16(_mm_loadu_si128(p.add(1))),
+                widen_bf16(_mm_loadu_si128(p.add(2))),
+                widen_bf16(_mm_loadu_si128(p.add(3))),
+            ]
+        };
+        match mx_block_codes(elem, rule, x, out) {
+            Some((byte, k)) => {
+                *scale = byte;
+                clipped += k as u64;
+            }
+            None => {
+                let (k, nf) =
+                    scalar::mx_quantize_row(elem, rule, c, out, std::slice::from_mut(scale));
+                clipped += k;
+                nonfinite += nf;
+            }
+        }
+    }
+    if let (Some(c), Some(s)) = (codes.get_mut(full * 32..), scales.get_mut(full..)) {
+        let (k, nf) = scalar::mx_quantize_row(elem, rule, &src[full * 32..], c, s);
+        clipped += k;
+        nonfinite += nf;
+    }
+    (clipped, nonfinite)
+}

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use half::bf16;
 
-use crate::rules::MxScaleRule;
+use crate::rules::{MxElement, MxScaleRule};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -212,5 +212,44 @@ pub(crate) fn mxfp4_dequantize_row_bf16(isa: Isa, blocks: &[u8], scales: &[u8], 
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::mxfp4_dequantize_row_bf16(blocks, scales, out) },
         _ => scalar::mxfp4_dequantize_row(blocks, scales, out, bf16::from_f32),
+    }
+}
+
+/// One row of an MX scheme into unpacked codes and scale bytes; returns (clipped, non-finite).
+/// SIMD for E4M3 and E2M1 elements, scalar for the others.
+pub(crate) fn mx_quantize_row_f32(
+    isa: Isa,
+    elem: MxElement,
+    rule: MxScaleRule,
+    src: &[f32],
+    codes: &mut [u8],
+    scales: &mut [u8],
+) -> (u64, u64) {
+    match (isa, elem) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
+        (Isa::Avx2, MxElement::E4M3 | MxElement::E2M1) => unsafe {
+            avx2::mx_quantize_row_f32(elem, rule, src, codes, scales)
+        },
+        _ => scalar::mx_quantize_row(elem, rule, src, codes, scales),
+    }
+}
+
+/// As [`mx_quantize_row_f32`], for bf16.
+pub(crate) fn mx_quantize_row_bf16(
+    isa: Isa,
+    elem: MxElement,
+    rule: MxScaleRule,
+    src: &[bf16],
+    codes: &mut [u8],
+    scales: &mut [u8],
+) -> (u64, u64) {
+    match (isa, elem) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
+        (Isa::Avx2, MxElement::E4M3 | MxElement::E2M1) => unsafe {
+            avx2::mx_quantize_row_bf16(elem, rule, src, codes, scales)
+        },
+        _ => scalar::mx_quantize_row(elem, rule, src, codes, scales),
     }
 }

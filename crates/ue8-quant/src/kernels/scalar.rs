@@ -143,3 +143,30 @@ pub(crate) fn mxfp4_dequantize_row<O>(
         }
     }
 }
+
+/// One row of an MX scheme into unpacked codes (one per element) and its scale bytes, with the
+/// fast-kernel arithmetic (`v * 2^(127 - byte)`, exact); returns (clipped, non-finite) counts.
+pub(crate) fn mx_quantize_row<T: SourceElement>(
+    elem: MxElement,
+    rule: MxScaleRule,
+    src: &[T],
+    codes: &mut [u8],
+    scales: &mut [u8],
+) -> (u64, u64) {
+    let (mut clipped, mut nonfinite) = (0u64, 0u64);
+    let max = elem.max();
+    for ((s, c), scale) in src
+        .chunks(32)
+        .zip(codes.chunks_mut(32))
+        .zip(scales.iter_mut())
+    {
+        *scale = mx_block(elem, rule, s, c);
+        if *scale == 0xFF {
+            nonfinite += s.iter().filter(|v| !v.to_f32().is_finite()).count() as u64;
+        } else {
+            let inv = pow2(127 - *scale as i32);
+            clipped += s.iter().filter(|v| (v.to_f32() * inv).abs() > max).count() as u64;
+        }
+    }
+    (clipped, nonfinite)
+}
