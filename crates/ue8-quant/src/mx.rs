@@ -6,6 +6,8 @@
 //! `n * k` entries; packed layouts (see [`crate::mxfp4`] and [`crate::pack`]) zero-pad each row to
 //! whole blocks. A block holding NaN or inf gets scale byte 0xFF (NaN) and all-zero codes.
 
+use std::sync::OnceLock;
+
 use half::bf16;
 
 use crate::kernels::{self, Isa};
@@ -176,7 +178,8 @@ impl MxScheme {
         Ok(report)
     }
 
-    fn dequantize<O>(
+    /// Reference dequantizer, straight from formats.md section 3: `decode(code) * X`.
+    pub fn dequantize_ref<O>(
         &self,
         codes: &[u8],
         scales: &[u8],
@@ -199,6 +202,39 @@ impl MxScheme {
         Ok(())
     }
 
+    /// Fast dequantizer: E4M3 blocks through the E4M3 decode kernels, other elements through a
+    /// 256-entry table of exact values (same products as [`MxScheme::dequantize_ref`]).
+    #[allow(clippy::too_many_arguments)]
+    fn dequantize_fast<O>(
+        &self,
+        isa: Isa,
+        codes: &[u8],
+        scales: &[u8],
+        n: usize,
+        k: usize,
+        out: &mut [O],
+        e4m3: fn(Isa, &[u8], f32, &mut [O]),
+        convert: fn(f32) -> O,
+    ) -> Result<(), QuantError> {
+        Self::check(n, k, out.len(), codes.len(), scales.len())?;
+        let table = decode_table(self.elem);
+        let blocks = codes
+            .chunks(k)
+            .zip(out.chunks_mut(k))
+            .flat_map(|(c, o)| c.chunks(MX_BLOCK).zip(o.chunks_mut(MX_BLOCK)));
+        for ((c, o), &scale) in blocks.zip(scales) {
+            let x = e8m0_to_f32(scale);
+            if self.elem == MxElement::E4M3 {
+                e4m3(isa, c, x, o);
+            } else {
+                for (dst, &code) in o.iter_mut().zip(c) {
+                    *dst = convert(table[code as usize] * x);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `decode(code) * X` per element (scale 0xFF gives NaN).
     pub fn dequantize_to_f32(
         &self,
@@ -208,7 +244,37 @@ impl MxScheme {
         k: usize,
         out: &mut [f32],
     ) -> Result<(), QuantError> {
-        self.dequantize(codes, scales, n, k, out, |v| v)
+        self.dequantize_to_f32_with(Isa::detect(), codes, scales, n, k, out)
+    }
+
+    /// Kernel-variant entry point (tests, benchmarks).
+    #[doc(hidden)]
+    pub fn dequantize_to_f32_with(
+        &self,
+        isa: Isa,
+        codes: &[u8],
+        scales: &[u8],
+        n: usize,
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), QuantError> {
+        let e4m3 = kernels::decode_e4m3_f32;
+        self.dequantize_fast(isa, codes, scales, n, k, out, e4m3, |v| v)
+    }
+
+    /// Kernel-variant entry point (tests, benchmarks).
+    #[doc(hidden)]
+    pub fn dequantize_to_bf16_with(
+        &self,
+        isa: Isa,
+        codes: &[u8],
+        scales: &[u8],
+        n: usize,
+        k: usize,
+        out: &mut [bf16],
+    ) -> Result<(), QuantError> {
+        let e4m3 = kernels::decode_e4m3_bf16;
+        self.dequantize_fast(isa, codes, scales, n, k, out, e4m3, bf16::from_f32)
     }
 
     /// `bf16_rne(decode(code) * X)` per element.
@@ -220,6 +286,31 @@ impl MxScheme {
         k: usize,
         out: &mut [bf16],
     ) -> Result<(), QuantError> {
-        self.dequantize(codes, scales, n, k, out, bf16::from_f32)
+        self.dequantize_to_bf16_with(Isa::detect(), codes, scales, n, k, out)
     }
+}
+
+/// Exact value of every code of `elem` (bits above the element width ignored), built once.
+fn decode_table(elem: MxElement) -> &'static [f32; 256] {
+    static TABLES: [OnceLock<[f32; 256]>; 5] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let slot = match elem {
+        MxElement::E4M3 => &TABLES[0],
+        MxElement::E5M2 => &TABLES[1],
+        MxElement::E3M2 => &TABLES[2],
+        MxElement::E2M3 => &TABLES[3],
+        MxElement::E2M1 => &TABLES[4],
+    };
+    slot.get_or_init(|| {
+        let mut t = [0f32; 256];
+        for (code, v) in (0u8..=255).zip(t.iter_mut()) {
+            *v = elem.decode(code);
+        }
+        t
+    })
 }

@@ -276,3 +276,41 @@ fn mx_unpacked_every_variant_matches_ref() {
         }
     }
 }
+
+#[test]
+fn mx_dequantize_every_variant_matches_ref() {
+    let mut rng = Rng(0xFEED_FACE_0123_4567);
+    for rows in [1, 33, 129] {
+        let k = k_for(rows);
+        let nb = MxScheme::blocks_per_row(k);
+        // every code (bits above the width included) and every scale byte, 0 and 0xFF too
+        let codes: Vec<u8> = (0..rows * k).map(|_| rng.next() as u8).collect();
+        let scales: Vec<u8> = (0..rows * nb).map(|_| rng.next() as u8).collect();
+        for elem in MxElement::ALL {
+            let scheme = MxScheme {
+                elem,
+                rule: MxScaleRule::Floor,
+            };
+            let mut f_ref = vec![0f32; rows * k];
+            scheme
+                .dequantize_ref(&codes, &scales, rows, k, &mut f_ref, |v| v)
+                .unwrap();
+            let mut b_ref = vec![bf16::ZERO; rows * k];
+            scheme
+                .dequantize_ref(&codes, &scales, rows, k, &mut b_ref, bf16::from_f32)
+                .unwrap();
+            for isa in Isa::available() {
+                let mut f = vec![0f32; rows * k];
+                scheme
+                    .dequantize_to_f32_with(isa, &codes, &scales, rows, k, &mut f)
+                    .unwrap();
+                assert_eq!(bits32(&f), bits32(&f_ref), "{isa:?} {elem:?} rows {rows}");
+                let mut b = vec![bf16::ZERO; rows * k];
+                scheme
+                    .dequantize_to_bf16_with(isa, &codes, &scales, rows, k, &mut b)
+                    .unwrap();
+                assert_eq!(bits16(&b), bits16(&b_ref), "{isa:?} {elem:?} rows {rows}");
+            }
+        }
+    }
+}
