@@ -22,6 +22,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod error;
 mod pool;
 mod reference;
@@ -43,6 +45,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86-64 with AVX-512 F, BW and VL on top of AVX2, FMA and F16C.
+    Avx512,
 }
 
 impl Isa {
@@ -55,19 +59,32 @@ impl Isa {
             && std::arch::is_x86_feature_detected!("f16c")
         {
             v.push(Isa::Avx2);
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                v.push(Isa::Avx512);
+            }
         }
         v
     }
 
-    /// The fastest supported variant, detected once per process. `UE8_KERNELS=scalar` in the
-    /// environment forces the scalar twins (for debugging).
+    /// The fastest supported variant, detected once per process. `UE8_KERNELS=scalar` or
+    /// `UE8_KERNELS=avx2` in the environment caps it (debugging, comparisons).
     pub fn best() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| {
-            if std::env::var("UE8_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
-                return Isa::Scalar;
+            let cap = std::env::var("UE8_KERNELS")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let supported = Isa::supported();
+            let pick = |isa: Isa| supported.contains(&isa).then_some(isa);
+            match cap.as_str() {
+                "scalar" => Some(Isa::Scalar),
+                "avx2" => pick(Isa::Avx2),
+                _ => supported.last().copied(),
             }
-            Isa::supported().last().copied().unwrap_or(Isa::Scalar)
+            .unwrap_or(Isa::Scalar)
         })
     }
 
@@ -76,6 +93,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
         }
     }
 }
@@ -165,6 +183,9 @@ pub(crate) unsafe fn matmul_rows_unchecked(
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::matmul_rows(w, x, m, rows, out) },
+        // SAFETY: forwarded from the caller.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::matmul_rows(w, x, m, rows, out) },
         // SAFETY: forwarded from the caller.
         _ => unsafe { reference::matmul_rows_ref(w, x, m, rows, out) },
     }
