@@ -48,7 +48,10 @@ pub use kernels::Isa;
 pub use metrics::ErrorStats;
 pub use mx::{MxScheme, MX_BLOCK};
 pub use pack::{pack_e2m1, pack_fp6, unpack_e2m1, unpack_fp6, BlockMxfp4};
-pub use reencode::{reencode_mxfp4_to_fp8, ReencodeReport, REENCODE_MAX_GAP};
+pub use reencode::{
+    check_reencode_mxfp4_to_fp8, reencode_mxfp4_to_fp8, reencode_mxfp4_to_fp8_lossy,
+    ReencodeReport, REENCODE_MAX_GAP,
+};
 pub use requant::{requantize_to_ue8m0, RequantReport};
 pub use rules::{
     e8m0_to_f32, MxElement, MxScaleRule, NonFinite, ScaleRule, DEEPSEEK_AMAX_FLOOR, E4M3_MAX,

@@ -4,8 +4,9 @@ use ue8_formats::{Element, E2M1, E4M3};
 use ue8_quant::mxfp4::{dequantize_mxfp4_to_f32, quantize_mxfp4_f32};
 use ue8_quant::pack::pack_e2m1;
 use ue8_quant::{
-    e8m0_to_scales, reencode_mxfp4_to_fp8, requantize_to_ue8m0, scales_to_e8m0, BlockFp8,
-    ErrorStats, MxScaleRule, MxScheme, NonFinite, QuantError, ScaleRule, REENCODE_MAX_GAP,
+    check_reencode_mxfp4_to_fp8, e8m0_to_scales, reencode_mxfp4_to_fp8,
+    reencode_mxfp4_to_fp8_lossy, requantize_to_ue8m0, scales_to_e8m0, BlockFp8, ErrorStats,
+    MxScaleRule, MxScheme, NonFinite, QuantError, ScaleRule, REENCODE_MAX_GAP,
 };
 
 #[test]
@@ -190,6 +191,8 @@ fn reencode_fp4_to_fp8_is_exact_up_to_the_gap_bound() {
     let (mut q, mut ts) = (vec![0u8; n * k], vec![0u8; 2 * 3]);
     let r = reencode_mxfp4_to_fp8(&packed, &scales, n, k, &mut q, &mut ts).unwrap();
     assert_eq!(r.max_gap, REENCODE_MAX_GAP);
+    assert_eq!((r.inexact, r.stats.max_abs()), (0, 0.0));
+    assert_eq!(check_reencode_mxfp4_to_fp8(&packed, &scales, n, k), Ok(r));
     assert!(ts.iter().all(|&t| t == 120 - 6));
     let got = fp8_dequant(&q, &ts, n, k);
     let same = got
@@ -222,6 +225,26 @@ fn reencode_refuses_a_group_past_the_bound_and_names_the_tile() {
             max_gap: REENCODE_MAX_GAP
         }
     );
+    assert_eq!(
+        check_reencode_mxfp4_to_fp8(&packed, &scales, n, k).unwrap_err(),
+        e,
+        "the dry-run check refuses the same element"
+    );
+    // lossy: 2^-10 is a tie between 0 and 2^-9; RNE picks the even code, 0
+    let r = reencode_mxfp4_to_fp8_lossy(&packed, &scales, n, k, &mut q, &mut ts).unwrap();
+    // in that group, exactly the magnitudes 0.5 and 1.5 (codes 1, 3 and their negatives) fall
+    // off E4M3's grid (2^-10 and 3 * 2^-10); 1 * 2^-9 and up still fit
+    let inexact = (col..col + 32)
+        .filter(|c| {
+            let code = (packed[(129 * k + c) / 2] >> (4 * (c % 2))) & 0x7;
+            code == 1 || code == 3
+        })
+        .count();
+    assert_eq!(r.inexact, inexact as u64);
+    assert_eq!(q[129 * k + col], 0x00);
+    let tile_scale = 2f64.powi(ts[3] as i32 - 127);
+    assert_eq!(r.stats.max_abs(), 2f64.powi(-10) * tile_scale);
+    assert_eq!(r.stats.count, (n * k) as u64);
     // the bound is tight: 0.5 * 2^(6 - 15) = 2^-10 is below E4M3's smallest subnormal 2^-9,
     // and 0.5 * 2^(6 - 14) = 2^-9 is exactly it
     assert_eq!(
