@@ -231,7 +231,13 @@ fn f32_json(x: f32) -> Value {
         .map_or(Value::Null, Value::Number)
 }
 
-fn config_json(p: &LlamaParams, tok: &TokenizerFiles, tied: bool, dtype: ImportDtype) -> Value {
+fn config_json(
+    p: &LlamaParams,
+    tok: &TokenizerFiles,
+    tied: bool,
+    attention_bias: bool,
+    dtype: ImportDtype,
+) -> Value {
     let mut c = Map::new();
     c.insert("architectures".into(), json!(["LlamaForCausalLM"]));
     c.insert("model_type".into(), json!("llama"));
@@ -251,7 +257,7 @@ fn config_json(p: &LlamaParams, tok: &TokenizerFiles, tied: bool, dtype: ImportD
     );
     c.insert("vocab_size".into(), json!(p.vocab_size));
     c.insert("tie_word_embeddings".into(), json!(tied));
-    c.insert("attention_bias".into(), json!(false));
+    c.insert("attention_bias".into(), json!(attention_bias));
     c.insert("mlp_bias".into(), json!(false));
     for (key, id) in [
         ("bos_token_id", tok.bos_token_id),
@@ -591,6 +597,7 @@ pub fn import_gguf(
             })?;
     }
     let tied = h.tensor("output.weight").is_none();
+    let attention_bias = h.tensors.iter().any(|t| t.name.ends_with(".attn_q.bias"));
 
     let staging = StagingDir::create(dst, opts.force)?;
     let st_path = staging.tmp.join("model.safetensors");
@@ -617,7 +624,10 @@ pub fn import_gguf(
         return Err(e);
     }
 
-    staging.write_json("config.json", &config_json(&params, &tok, tied, opts.dtype))?;
+    staging.write_json(
+        "config.json",
+        &config_json(&params, &tok, tied, attention_bias, opts.dtype),
+    )?;
     // The safetensors crate creates its file owner-only; give it the permissions the JSON files got
     // from the user's umask, like every other file of the directory.
     let json_perms = fs::metadata(staging.tmp.join("config.json"))
