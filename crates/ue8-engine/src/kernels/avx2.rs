@@ -3,11 +3,12 @@
 //! One generic kernel walks a block of rows for a group of up to 4 tokens: each 16-element group of a
 //! weight row is decoded once into two `__m256` and multiplied into every token of the group, so
 //! prefill reads each weight row once per 4 tokens (from L1 after the first group: rows are taken 16 at
-//! a time). Per-format decoders are exact for every finite code. E4M3 and E5M2 build f32 bit patterns
-//! with integer shifts and one multiply by a power of two (measured faster on Zen 4 than F16C's
-//! `vcvtph2ps`, formats.md section 5); F16 uses F16C. FP6 goes through F16C and leaves 2^-12 (E3M2) or
-//! 2^-14 (E2M3) of the value, E2M1 is a `pshufb` table of doubled integers (x2, ggml's table): those
-//! constants are folded into the block scale.
+//! a time). Per-format decoders are exact for every finite code (formats.md section 5): E4M3, E3M2 and
+//! E2M3 are shifted into f16 bit patterns and converted with F16C, leaving 2^-8, 2^-12 and 2^-14 of
+//! the value; E5M2 is the high byte of an f16; E2M1 is a `pshufb` table of doubled integers (x2,
+//! ggml's table). Those constants are folded into the block scale. (Building f32 bit patterns and
+//! multiplying by 2^120 instead measured no faster with AVX2 and slower with AVX-512: the multiply
+//! competes with the FMAs.)
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -113,25 +114,11 @@ impl Decode16 for E4m3Fmt {
     unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
         // SAFETY: 16 readable bytes at row + c (caller).
         unsafe {
-            let p = row.add(c);
-            (e4m3_8(p), e4m3_8(p.add(8)))
+            let v = _mm_loadu_si128(row.add(c) as *const __m128i);
+            // f16 = ((x & 0x80) << 8) | ((x & 0x7F) << 7): sign-extend, shift by 7, clear bit 14.
+            let h = _mm256_slli_epi16::<7>(_mm256_cvtepi8_epi16(v));
+            cvtph16(_mm256_and_si256(h, _mm256_set1_epi16(0xBFFF_u16 as i16)))
         }
-    }
-}
-
-/// 8 E4M3 bytes to f32, exactly: sign to bit 31 and the 7 magnitude bits to bits 26..20 make an f32
-/// whose value is 2^-120 of the E4M3 value (subnormal codes become f32 subnormals, which the
-/// multiply by 2^120 turns back into exact normal values).
-#[inline(always)]
-unsafe fn e4m3_8(p: *const u8) -> __m256 {
-    // SAFETY: 8 readable bytes at p (caller); the rest is register-only.
-    unsafe {
-        let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i));
-        let bits = _mm256_and_si256(
-            _mm256_slli_epi32::<20>(v),
-            _mm256_set1_epi32(0x87F0_0000_u32 as i32),
-        );
-        _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(pow2(120)))
     }
 }
 
@@ -143,26 +130,11 @@ impl Decode16 for E5m2Fmt {
     const READ: usize = 16;
     #[inline(always)]
     unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
-        // SAFETY: 16 readable bytes at row + c (caller).
+        // SAFETY: 16 readable bytes at row + c (caller). The byte is the high byte of an f16.
         unsafe {
-            let p = row.add(c);
-            (e5m2_8(p), e5m2_8(p.add(8)))
+            let v = _mm_loadu_si128(row.add(c) as *const __m128i);
+            cvtph16(_mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(v)))
         }
-    }
-}
-
-/// 8 E5M2 bytes to f32 exactly, as [`e4m3_8`]: magnitude to bits 27..21 is 2^-112 of the value.
-/// (Measured faster than the F16C route of formats.md section 5, which is just as exact.)
-#[inline(always)]
-unsafe fn e5m2_8(p: *const u8) -> __m256 {
-    // SAFETY: 8 readable bytes at p (caller); the rest is register-only.
-    unsafe {
-        let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i));
-        let bits = _mm256_and_si256(
-            _mm256_slli_epi32::<21>(v),
-            _mm256_set1_epi32(0x8FE0_0000_u32 as i32),
-        );
-        _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(pow2(112)))
     }
 }
 
@@ -300,6 +272,42 @@ unsafe fn step16<D: Decode16, const T: usize>(
     }
 }
 
+/// Sum over the `B` columns at `c0` (a whole block inside the vector part) of `w * x[t]`, per token,
+/// still in 8 lanes.
+///
+/// # Safety
+/// As [`step16`] for every step of the block.
+#[inline(always)]
+unsafe fn full_block<D: Decode16, const B: usize, const T: usize>(
+    rp: *const u8,
+    xp: *const f32,
+    k: usize,
+    t0: usize,
+    c0: usize,
+) -> [__m256; T] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let zero = [_mm256_setzero_ps(); T];
+        let (mut e0, mut e1, mut o0, mut o1) = (zero, zero, zero, zero);
+        for j in 0..B / STEP {
+            // Two accumulator sets for one or two tokens, against FMA latency.
+            if T <= 2 && j % 2 == 1 {
+                step16::<D, T>(rp, xp, k, t0, c0 + j * STEP, &mut o0, &mut o1);
+            } else {
+                step16::<D, T>(rp, xp, k, t0, c0 + j * STEP, &mut e0, &mut e1);
+            }
+        }
+        let mut sum = zero;
+        for t in 0..T {
+            sum[t] = _mm256_add_ps(e0[t], e1[t]);
+            if T <= 2 {
+                sum[t] = _mm256_add_ps(sum[t], _mm256_add_ps(o0[t], o1[t]));
+            }
+        }
+        sum
+    }
+}
+
 /// Rows `rows` for tokens `t0 .. t0+T`; `B` columns share a scale (0: the whole row, unscaled).
 ///
 /// # Safety
@@ -332,8 +340,7 @@ unsafe fn rows_tokens<D: Decode16, const B: usize, const T: usize>(
             let rp = row.as_ptr();
             let zero = [_mm256_setzero_ps(); T];
             // FMA latency (4 cycles) would bind one or two tokens: they get two sets of accumulators
-            // (even and odd steps) and two running totals (even and odd blocks); 3-4 tokens have
-            // enough independent chains with one set.
+            // (even and odd steps); 3-4 tokens have enough independent chains with one set.
             let split = T <= 2;
             let (mut tot_even, mut tot_odd) = (zero, zero);
             let mut tail_tot = [0f32; T];
@@ -341,28 +348,25 @@ unsafe fn rows_tokens<D: Decode16, const B: usize, const T: usize>(
             let mut b = 0;
             // Whole blocks inside the vector part: a fixed trip count the compiler unrolls.
             if B != 0 {
-                while c0 + B <= kv {
-                    let (mut e0, mut e1, mut o0, mut o1) = (zero, zero, zero, zero);
-                    for j in 0..B / STEP {
-                        let c = c0 + j * STEP;
-                        if split && j % 2 == 1 {
-                            step16::<D, T>(rp, xp, k, t0, c, &mut o0, &mut o1);
-                        } else {
-                            step16::<D, T>(rp, xp, k, t0, c, &mut e0, &mut e1);
-                        }
-                    }
-                    let sv = _mm256_set1_ps(scale(r, b));
-                    let tot = if split && b % 2 == 1 {
-                        &mut tot_odd
-                    } else {
-                        &mut tot_even
-                    };
+                // Pairs of blocks into two running totals: no choice made at run time, so the
+                // totals stay in registers.
+                while c0 + 2 * B <= kv {
+                    let s0 = full_block::<D, B, T>(rp, xp, k, t0, c0);
+                    let s1 = full_block::<D, B, T>(rp, xp, k, t0, c0 + B);
+                    let sv0 = _mm256_set1_ps(scale(r, b));
+                    let sv1 = _mm256_set1_ps(scale(r, b + 1));
                     for t in 0..T {
-                        let mut sum = _mm256_add_ps(e0[t], e1[t]);
-                        if split {
-                            sum = _mm256_add_ps(sum, _mm256_add_ps(o0[t], o1[t]));
-                        }
-                        tot[t] = _mm256_fmadd_ps(sum, sv, tot[t]);
+                        tot_even[t] = _mm256_fmadd_ps(s0[t], sv0, tot_even[t]);
+                        tot_odd[t] = _mm256_fmadd_ps(s1[t], sv1, tot_odd[t]);
+                    }
+                    c0 += 2 * B;
+                    b += 2;
+                }
+                if c0 + B <= kv {
+                    let s0 = full_block::<D, B, T>(rp, xp, k, t0, c0);
+                    let sv0 = _mm256_set1_ps(scale(r, b));
+                    for t in 0..T {
+                        tot_even[t] = _mm256_fmadd_ps(s0[t], sv0, tot_even[t]);
                     }
                     c0 += B;
                     b += 1;
@@ -473,7 +477,7 @@ const fn folded_e8m0_lut(fold: i32) -> [f32; 256] {
     lut
 }
 
-pub(super) static LUT_E4M3: [f32; 256] = folded_e8m0_lut(0);
+pub(super) static LUT_E4M3: [f32; 256] = folded_e8m0_lut(8);
 pub(super) static LUT_E5M2: [f32; 256] = folded_e8m0_lut(0);
 pub(super) static LUT_E3M2: [f32; 256] = folded_e8m0_lut(12);
 pub(super) static LUT_E2M3: [f32; 256] = folded_e8m0_lut(14);
@@ -528,14 +532,15 @@ pub(crate) unsafe fn matmul_rows<'a>(
             WeightData::E4m3Tiles { q, scales } => {
                 let tiles_per_row = k.div_ceil(E4M3_TILE);
                 let scale = |r: usize, b: usize| {
-                    // Validation checked the grid size and that every scale is finite.
+                    // Validation checked the grid size and that scale * 2^8 is finite.
                     scales
                         .get((r / E4M3_TILE) * tiles_per_row + b)
                         .copied()
                         .unwrap_or(0.0)
+                        * 256.0
                 };
                 let tail = |row: &[u8], c: usize| {
-                    mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0))
+                    mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
                 };
                 run::<E4m3Fmt, E4M3_TILE>(&job(q), m, rows, &scale, &tail)
             }

@@ -81,14 +81,12 @@ impl Decode16 for E4m3Fmt {
     const READ: usize = 16;
     #[inline(always)]
     unsafe fn load16(row: *const u8, c: usize) -> __m512 {
-        // SAFETY: 16 readable bytes at row + c (caller). Exact decode as avx2::e4m3_8.
+        // SAFETY: 16 readable bytes at row + c (caller). f16 = ((x & 0x80) << 8) | ((x & 0x7F) << 7)
+        // (sign-extend, shift by 7, clear bit 14) is 2^-8 of the E4M3 value, subnormals included.
         unsafe {
-            let v = _mm512_cvtepi8_epi32(_mm_loadu_si128(row.add(c) as *const __m128i));
-            let bits = _mm512_and_si512(
-                _mm512_slli_epi32::<20>(v),
-                _mm512_set1_epi32(0x87F0_0000_u32 as i32),
-            );
-            _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(pow2(120)))
+            let v = _mm_loadu_si128(row.add(c) as *const __m128i);
+            let h = _mm256_slli_epi16::<7>(_mm256_cvtepi8_epi16(v));
+            _mm512_cvtph_ps(_mm256_and_si256(h, _mm256_set1_epi16(0xBFFF_u16 as i16)))
         }
     }
 }
@@ -101,14 +99,10 @@ impl Decode16 for E5m2Fmt {
     const READ: usize = 16;
     #[inline(always)]
     unsafe fn load16(row: *const u8, c: usize) -> __m512 {
-        // SAFETY: 16 readable bytes at row + c (caller). Exact decode as avx2::e5m2_8.
+        // SAFETY: 16 readable bytes at row + c (caller). The byte is the high byte of an f16.
         unsafe {
-            let v = _mm512_cvtepi8_epi32(_mm_loadu_si128(row.add(c) as *const __m128i));
-            let bits = _mm512_and_si512(
-                _mm512_slli_epi32::<21>(v),
-                _mm512_set1_epi32(0x8FE0_0000_u32 as i32),
-            );
-            _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(pow2(112)))
+            let v = _mm_loadu_si128(row.add(c) as *const __m128i);
+            _mm512_cvtph_ps(_mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(v)))
         }
     }
 }
@@ -136,6 +130,45 @@ impl Decode16 for E2m1Fmt {
             );
             _mm512_permutexvar_ps(codes, table)
         }
+    }
+}
+
+/// Sum over the `B` columns at `c0` (a whole block inside the vector part) of `w * x[t]`, per token.
+///
+/// # Safety
+/// `rp + byte_of(c0 + B - 16) + READ` readable, `x` holds tokens `t0 .. t0+T` of `k` columns,
+/// `c0 + B <= k`; AVX-512 F/BW/VL present.
+#[inline(always)]
+unsafe fn full_block<D: Decode16, const B: usize, const T: usize>(
+    rp: *const u8,
+    xp: *const f32,
+    k: usize,
+    t0: usize,
+    c0: usize,
+) -> [__m512; T] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let zero = [_mm512_setzero_ps(); T];
+        let (mut e, mut o) = (zero, zero);
+        for j in 0..B / STEP {
+            let c = c0 + j * STEP;
+            let w = D::load16(rp, c);
+            for t in 0..T {
+                let xv = _mm512_loadu_ps(xp.add((t0 + t) * k + c));
+                // Two accumulator sets for one or two tokens, against FMA latency.
+                if T <= 2 && j % 2 == 1 {
+                    o[t] = _mm512_fmadd_ps(w, xv, o[t]);
+                } else {
+                    e[t] = _mm512_fmadd_ps(w, xv, e[t]);
+                }
+            }
+        }
+        if T <= 2 {
+            for t in 0..T {
+                e[t] = _mm512_add_ps(e[t], o[t]);
+            }
+        }
+        e
     }
 }
 
@@ -175,30 +208,24 @@ unsafe fn rows_tokens<D: Decode16, const B: usize, const T: usize>(
             let mut c0 = 0;
             let mut b = 0;
             if B != 0 {
-                while c0 + B <= kv {
-                    let (mut e, mut o) = (zero, zero);
-                    for j in 0..B / STEP {
-                        let c = c0 + j * STEP;
-                        let w = D::load16(rp, c);
-                        let acc = if split && j % 2 == 1 { &mut o } else { &mut e };
-                        for t in 0..T {
-                            let xv = _mm512_loadu_ps(xp.add((t0 + t) * k + c));
-                            acc[t] = _mm512_fmadd_ps(w, xv, acc[t]);
-                        }
-                    }
-                    let sv = _mm512_set1_ps(scale(r, b));
-                    let tot = if split && b % 2 == 1 {
-                        &mut tot_odd
-                    } else {
-                        &mut tot_even
-                    };
+                // Pairs of blocks into two running totals, chosen at compile time (registers).
+                while c0 + 2 * B <= kv {
+                    let s0 = full_block::<D, B, T>(rp, xp, k, t0, c0);
+                    let s1 = full_block::<D, B, T>(rp, xp, k, t0, c0 + B);
+                    let sv0 = _mm512_set1_ps(scale(r, b));
+                    let sv1 = _mm512_set1_ps(scale(r, b + 1));
                     for t in 0..T {
-                        let sum = if split {
-                            _mm512_add_ps(e[t], o[t])
-                        } else {
-                            e[t]
-                        };
-                        tot[t] = _mm512_fmadd_ps(sum, sv, tot[t]);
+                        tot_even[t] = _mm512_fmadd_ps(s0[t], sv0, tot_even[t]);
+                        tot_odd[t] = _mm512_fmadd_ps(s1[t], sv1, tot_odd[t]);
+                    }
+                    c0 += 2 * B;
+                    b += 2;
+                }
+                if c0 + B <= kv {
+                    let s0 = full_block::<D, B, T>(rp, xp, k, t0, c0);
+                    let sv0 = _mm512_set1_ps(scale(r, b));
+                    for t in 0..T {
+                        tot_even[t] = _mm512_fmadd_ps(s0[t], sv0, tot_even[t]);
                     }
                     c0 += B;
                     b += 1;
@@ -348,9 +375,10 @@ pub(crate) unsafe fn matmul_rows<'a>(
                         .get((r / E4M3_TILE) * tiles_per_row + b)
                         .copied()
                         .unwrap_or(0.0)
+                        * 256.0
                 };
                 let tail = |row: &[u8], c: usize| {
-                    mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0))
+                    mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
                 };
                 run::<E4m3Fmt, E4M3_TILE>(&job(q), m, rows, &scale, &tail)
             }

@@ -28,9 +28,9 @@ pub enum KernelError {
         expected: usize,
         found: usize,
     },
-    /// A scale the kernels cannot apply exactly: NaN/inf, an E8M0 NaN byte (0xFF), or an MXFP6 scale
-    /// so large that folding the decode constant (2^12 or 2^14) would overflow f32. No real
-    /// checkpoint comes near: the limit corresponds to weights beyond 2^113.
+    /// A scale the kernels cannot apply exactly: NaN/inf, an E8M0 NaN byte (0xFF), or a magnitude so
+    /// large that folding the decode constant (up to 2^14, formats.md section 5) would overflow f32.
+    /// No real checkpoint comes near: the limit corresponds to weights beyond 2^113.
     #[error(
         "weight matrix [{n}, {k}] ({format}): scale #{index} = {value} is not usable ({problem})"
     )]

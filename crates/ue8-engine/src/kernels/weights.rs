@@ -57,11 +57,11 @@ impl MxElement {
     }
 
     /// log2 of the constant the fast decode leaves out of each element: the kernels fold `2^fold`
-    /// into the block scale. E4M3 and E5M2 decode exactly; E3M2 through F16C is 2^-12 of the value,
-    /// E2M3 2^-14 (formats.md section 5); E2M1 is decoded as doubled integers (ggml's table).
+    /// into the block scale. Through F16C (formats.md section 5) E4M3 is 2^-8 of the value, E3M2
+    /// 2^-12, E2M3 2^-14, E5M2 exact; E2M1 is decoded as doubled integers (ggml's table).
     pub(crate) fn fold_log2(self) -> i32 {
         match self {
-            MxElement::E4M3 => 0,
+            MxElement::E4M3 => 8,
             MxElement::E5M2 => 0,
             MxElement::E3M2 => 12,
             MxElement::E2M3 => 14,
@@ -154,14 +154,15 @@ impl<'a> WeightMatrix<'a> {
                     .ok_or(overflow)?;
                 check_count(n, k, format, grid, scales.len())?;
                 for (index, &value) in scales.iter().enumerate() {
-                    if !value.is_finite() {
+                    // The kernels multiply each tile scale by 2^8 (E4M3 via F16C, formats.md 5).
+                    if !(value * 256.0).is_finite() {
                         return Err(KernelError::BadScale {
                             n,
                             k,
                             format,
                             index,
                             value,
-                            problem: "not finite",
+                            problem: "not finite, or too large to fold 2^8 into",
                         });
                     }
                 }
