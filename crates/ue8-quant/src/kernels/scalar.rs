@@ -73,13 +73,20 @@ pub(crate) fn e4m3_code_bits(x: f32) -> (u8, bool) {
 }
 
 pub(crate) fn encode_e4m3<T: SourceElement>(src: &[T], op: ScaleOp, out: &mut [u8]) -> u64 {
-    let mut clipped = 0u64;
-    for (o, v) in out.iter_mut().zip(src) {
-        let (c, clip) = e4m3_code_bits(op.apply(v.to_f32()));
-        *o = c;
-        clipped += clip as u64;
+    // one loop per op, so the body has no branch and can be vectorized
+    fn run<T: SourceElement>(src: &[T], out: &mut [u8], f: impl Fn(f32) -> f32) -> u64 {
+        let mut clipped = 0u64;
+        for (o, v) in out.iter_mut().zip(src) {
+            let (c, clip) = e4m3_code_bits(f(v.to_f32()));
+            *o = c;
+            clipped += clip as u64;
+        }
+        clipped
     }
-    clipped
+    match op {
+        ScaleOp::MulInv(i) => run(src, out, |v| v * i),
+        ScaleOp::Div(s) => run(src, out, |v| v / s),
+    }
 }
 
 /// E4M3 code -> f32 for all 256 codes (NaN codes give NaN).
