@@ -222,7 +222,12 @@ pub fn this_cpu_row(measured_bw_gbs: f64, threads: usize, seconds: f64) -> Chip 
             value: measured_bw_gbs,
             confidence: Confidence::Measured,
             source: format!(
-                "measured by ue8: {threads}-thread streaming read of a buffer larger than the caches, {seconds:.2} s"
+                "measured by ue8: {threads}-thread streaming read of a buffer larger than the caches, {seconds:.2} s{}",
+                if cfg!(debug_assertions) {
+                    " (debug build: unoptimized, far below the real figure; use a release build)"
+                } else {
+                    ""
+                }
             ),
             note: None,
         }),

@@ -172,6 +172,8 @@ pub struct PlanRow {
     pub decode_tokens_per_s: Option<f64>,
     /// The same bound per sequence.
     pub decode_tokens_per_s_per_sequence: Option<f64>,
+    /// The same bound divided by the chips it uses: compares formats that need different chip counts.
+    pub decode_tokens_per_s_per_chip: Option<f64>,
     /// Upper bound on prefill tokens/s on `chips_needed` chips.
     pub prefill_tokens_per_s: Option<f64>,
     pub export_control: Classification,
@@ -359,6 +361,10 @@ pub fn plan(
                 bytes_read_per_step: step_bytes,
                 decode_tokens_per_s: decode,
                 decode_tokens_per_s_per_sequence: decode.map(|d| d / opts.batch.max(1) as f64),
+                decode_tokens_per_s_per_chip: match (decode, chips_needed) {
+                    (Some(d), Some(n)) if n > 0 => Some(d / n as f64),
+                    _ => None,
+                },
                 prefill_tokens_per_s: prefill,
                 export_control: export.clone(),
                 notes: row_notes,
