@@ -1,0 +1,225 @@
+//! Matmul kernel throughput: GB/s of weights read per call, for every weight format on the shapes of
+//! SmolLM2-135M (576x576, 1536x576, 576x1536, 49152x576) and a large 4096x4096, on 1 and 2 threads,
+//! next to a plain memory read (sum of u64) of the same number of bytes in the same run.
+//! `cargo bench -p ue8-engine --bench kernels`; figures go to docs/benchmarks/kernels.md.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ue8_engine::kernels::{MxElement, Pool, WeightData, WeightMatrix};
+
+const SHAPES: [(usize, usize); 5] = [
+    (576, 576),
+    (1536, 576),
+    (576, 1536),
+    (49152, 576),
+    (4096, 4096),
+];
+
+#[derive(Clone, Copy)]
+enum Fmt {
+    F32,
+    Bf16,
+    F16,
+    E4m3Tiles,
+    Mx(MxElement),
+}
+
+const FORMATS: [(&str, Fmt); 8] = [
+    ("f32", Fmt::F32),
+    ("bf16", Fmt::Bf16),
+    ("f16", Fmt::F16),
+    ("e4m3-tiles", Fmt::E4m3Tiles),
+    ("mxfp8-e4m3", Fmt::Mx(MxElement::E4M3)),
+    ("mxfp8-e5m2", Fmt::Mx(MxElement::E5M2)),
+    ("mxfp6-e3m2", Fmt::Mx(MxElement::E3M2)),
+    ("mxfp4", Fmt::Mx(MxElement::E2M1)),
+];
+
+/// Owned storage of a random weight matrix in one format.
+struct Stored {
+    bytes: Vec<u8>,
+    f32_scales: Vec<f32>,
+    u8_scales: Vec<u8>,
+    fmt: Fmt,
+    n: usize,
+    k: usize,
+}
+
+fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+impl Stored {
+    fn new(fmt: Fmt, n: usize, k: usize) -> Stored {
+        let (row_bytes, f32_scales, u8_scales) = match fmt {
+            Fmt::F32 => (4 * k, vec![], vec![]),
+            Fmt::Bf16 | Fmt::F16 => (2 * k, vec![], vec![]),
+            Fmt::E4m3Tiles => (
+                k,
+                vec![2f32.powi(-10); n.div_ceil(128) * k.div_ceil(128)],
+                vec![],
+            ),
+            Fmt::Mx(e) => (
+                e.row_bytes(k).unwrap_or(0),
+                vec![],
+                vec![120u8; n * k.div_ceil(32)],
+            ),
+        };
+        let mut bytes = pseudo_random_bytes(n * row_bytes, 42);
+        match fmt {
+            // Finite, moderate values: f32 from small integers, 16-bit formats with a clean exponent.
+            Fmt::F32 => {
+                for ch in bytes.chunks_exact_mut(4) {
+                    let v = f32::from(ch[0]) / 256.0 - 0.5;
+                    ch.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            Fmt::Bf16 | Fmt::F16 => {
+                for ch in bytes.chunks_exact_mut(2) {
+                    ch[1] = (ch[1] & 0x83) | 0x38;
+                }
+            }
+            // Clear the E4M3 NaN codes (the loader's job in real use).
+            Fmt::E4m3Tiles | Fmt::Mx(MxElement::E4M3) => bytes
+                .iter_mut()
+                .filter(|b| **b & 0x7F == 0x7F)
+                .for_each(|b| *b &= 0xFE),
+            Fmt::Mx(MxElement::E5M2) => bytes.iter_mut().for_each(|b| *b &= 0xBF),
+            _ => {}
+        }
+        Stored {
+            bytes,
+            f32_scales,
+            u8_scales,
+            fmt,
+            n,
+            k,
+        }
+    }
+
+    fn matrix(&self) -> WeightMatrix<'_> {
+        let data = match self.fmt {
+            Fmt::F32 => WeightData::F32(&self.bytes),
+            Fmt::Bf16 => WeightData::Bf16(&self.bytes),
+            Fmt::F16 => WeightData::F16(&self.bytes),
+            Fmt::E4m3Tiles => WeightData::E4m3Tiles {
+                q: &self.bytes,
+                scales: &self.f32_scales,
+            },
+            Fmt::Mx(elem) => WeightData::Mx {
+                elem,
+                data: &self.bytes,
+                scales: &self.u8_scales,
+            },
+        };
+        match WeightMatrix::new(self.n, self.k, data) {
+            Ok(w) => w,
+            Err(e) => panic!("bench matrix: {e}"),
+        }
+    }
+}
+
+/// The peer: read `bytes` once as u64 words, split across the pool's threads like a matmul.
+fn memory_read(pool: &Pool, bytes: &[u64]) -> u64 {
+    let total = AtomicU64::new(0);
+    pool.parallel_chunks(bytes.len(), 1024, |range| {
+        let words = &bytes[range];
+        let mut acc = [0u64; 4];
+        let mut chunks = words.chunks_exact(4);
+        for c in &mut chunks {
+            acc[0] = acc[0].wrapping_add(c[0]);
+            acc[1] = acc[1].wrapping_add(c[1]);
+            acc[2] = acc[2].wrapping_add(c[2]);
+            acc[3] = acc[3].wrapping_add(c[3]);
+        }
+        let tail: u64 = chunks.remainder().iter().fold(0, |a, &b| a.wrapping_add(b));
+        let sum = acc.iter().fold(tail, |a, &b| a.wrapping_add(b));
+        total.fetch_add(sum, Ordering::Relaxed);
+    });
+    total.load(Ordering::Relaxed)
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let pools: Vec<Pool> = [1usize, 2]
+        .iter()
+        .map(|&t| Pool::new(t).unwrap_or_else(|e| panic!("pool: {e}")))
+        .collect();
+    for (n, k) in SHAPES {
+        let mut group = c.benchmark_group(format!("gemv_{n}x{k}"));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(300));
+        group.measurement_time(Duration::from_millis(700));
+        let x: Vec<f32> = (0..k).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+        let mut y = vec![0f32; n];
+        for (name, fmt) in FORMATS {
+            let stored = Stored::new(fmt, n, k);
+            let w = stored.matrix();
+            group.throughput(Throughput::Bytes(w.bytes() as u64));
+            for pool in &pools {
+                let id = BenchmarkId::new(name, format!("t{}", pool.threads()));
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        pool.matmul(&w, black_box(&x), 1, &mut y)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        black_box(&y);
+                    })
+                });
+            }
+            // The peer read of the same byte count, right after this format, same pools.
+            let words = vec![1u64; w.bytes().div_ceil(8)];
+            for pool in &pools {
+                let id =
+                    BenchmarkId::new(format!("{name}-memread"), format!("t{}", pool.threads()));
+                group.bench_function(id, |b| {
+                    b.iter(|| black_box(memory_read(pool, black_box(&words))))
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+fn bench_prefill(c: &mut Criterion) {
+    let pools: Vec<Pool> = [1usize, 2]
+        .iter()
+        .map(|&t| Pool::new(t).unwrap_or_else(|e| panic!("pool: {e}")))
+        .collect();
+    let (n, k, m) = (1536, 576, 64);
+    let mut group = c.benchmark_group(format!("gemm_{n}x{k}_m{m}"));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_millis(700));
+    // Throughput in elements = multiply-adds, so criterion's "elem/s" reads as MAC/s.
+    group.throughput(Throughput::Elements((n * k * m) as u64));
+    let x: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 8.0).collect();
+    let mut y = vec![0f32; m * n];
+    for (name, fmt) in FORMATS {
+        let stored = Stored::new(fmt, n, k);
+        let w = stored.matrix();
+        for pool in &pools {
+            let id = BenchmarkId::new(name, format!("t{}", pool.threads()));
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    pool.matmul(&w, black_box(&x), m, &mut y)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    black_box(&y);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_prefill);
+criterion_main!(benches);
