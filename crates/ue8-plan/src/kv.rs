@@ -18,13 +18,13 @@ fn layer_kv_values(attn: &AttnSpec, context: u64) -> u64 {
             ..
         } => {
             let tokens = window.map_or(context, |w| context.min(w));
-            2 * kv_heads * head_dim * tokens
+            (2 * kv_heads * head_dim).saturating_mul(tokens)
         }
         AttnSpec::Mla {
             kv_lora_rank,
             qk_rope_head_dim,
             ..
-        } => (kv_lora_rank + qk_rope_head_dim) * context,
+        } => (kv_lora_rank + qk_rope_head_dim).saturating_mul(context),
         AttnSpec::DeepseekV4 {
             head_dim,
             window,
@@ -32,12 +32,12 @@ fn layer_kv_values(attn: &AttnSpec, context: u64) -> u64 {
             index_head_dim,
             ..
         } => {
-            let mut v = context.min(*window) * head_dim;
+            let mut v = context.min(*window).saturating_mul(*head_dim);
             if *compress_ratio > 0 {
-                v += (context / compress_ratio) * head_dim;
+                v = v.saturating_add((context / compress_ratio).saturating_mul(*head_dim));
             }
             if *compress_ratio == 4 {
-                v += (context / 4) * index_head_dim;
+                v = v.saturating_add((context / 4).saturating_mul(*index_head_dim));
             }
             v
         }

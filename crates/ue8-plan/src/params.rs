@@ -218,18 +218,22 @@ impl ParamBreakdown {
         for g in &self.groups {
             match g.module {
                 Module::Main => {
-                    t.total += g.params();
-                    t.active += g.active_params();
+                    t.total = t.total.saturating_add(g.params());
+                    t.active = t.active.saturating_add(g.active_params());
                     match g.kind {
-                        TensorKind::Embedding => t.embedding += g.params(),
-                        TensorKind::LmHead => t.lm_head += g.elements(),
-                        TensorKind::RoutedExpert => t.routed_experts += g.params(),
+                        TensorKind::Embedding => {
+                            t.embedding = t.embedding.saturating_add(g.params())
+                        }
+                        TensorKind::LmHead => t.lm_head = t.lm_head.saturating_add(g.elements()),
+                        TensorKind::RoutedExpert => {
+                            t.routed_experts = t.routed_experts.saturating_add(g.params())
+                        }
                         _ => {}
                     }
                 }
                 Module::Mtp => {
-                    t.mtp_total += g.params();
-                    t.mtp_active += g.active_params();
+                    t.mtp_total = t.mtp_total.saturating_add(g.params());
+                    t.mtp_active = t.mtp_active.saturating_add(g.active_params());
                 }
             }
         }

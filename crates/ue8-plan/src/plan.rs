@@ -237,7 +237,7 @@ pub fn decode_weight_bytes(
             let tensors = match (g.kind, g.routed) {
                 // One embedding row per token.
                 (TensorKind::Embedding, _) => {
-                    return (batch * spec.hidden_size * crate::format::BF16_BYTES) as f64;
+                    return batch as f64 * (spec.hidden_size * crate::format::BF16_BYTES) as f64;
                 }
                 (_, Some((e, k))) => {
                     let per_expert = g.count as f64 / e as f64;

@@ -146,6 +146,12 @@ impl ModelSpec {
     }
 }
 
+/// Largest size field accepted from a config.json (4,194,304): an order of magnitude above any published
+/// width or vocabulary, and small enough that products of three sizes fit u64.
+pub const MAX_CONFIG_DIM: u64 = 1 << 22;
+/// Largest layer count accepted (layers are materialized one spec each).
+pub const MAX_LAYERS: u64 = 1 << 16;
+
 /// Typed access to config.json fields with errors that name the file and the field.
 struct Reader<'a> {
     cfg: &'a Value,
@@ -182,11 +188,14 @@ impl Reader<'_> {
     fn u64_opt(&self, field: &str) -> Result<Option<u64>> {
         match self.cfg.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| PlanError::BadField {
-                origin: self.origin.to_string(),
-                field: field.to_string(),
-                problem: format!("expected a non-negative integer, got {v}"),
-            }),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= MAX_CONFIG_DIM => Ok(Some(n)),
+                Some(n) => Err(self.bad(
+                    field,
+                    &format!("{n} is implausibly large (limit {MAX_CONFIG_DIM})"),
+                )),
+                None => Err(self.bad(field, &format!("expected a non-negative integer, got {v}"))),
+            },
         }
     }
 
@@ -241,10 +250,22 @@ impl Reader<'_> {
     }
 
     fn common(&self, family: &str) -> Result<(u64, u64, u64, bool)> {
+        let vocab = self.positive("vocab_size", family)?;
+        let hidden = self.positive("hidden_size", family)?;
+        let layers = self.positive("num_hidden_layers", family)?;
+        if layers > MAX_LAYERS {
+            return Err(self.bad(
+                "num_hidden_layers",
+                &format!("{layers} is implausibly large (limit {MAX_LAYERS})"),
+            ));
+        }
+        if self.u64_opt("num_nextn_predict_layers")?.unwrap_or(0) > MAX_LAYERS {
+            return Err(self.bad("num_nextn_predict_layers", "implausibly large"));
+        }
         Ok((
-            self.positive("vocab_size", family)?,
-            self.positive("hidden_size", family)?,
-            self.positive("num_hidden_layers", family)?,
+            vocab,
+            hidden,
+            layers,
             self.bool_or("tie_word_embeddings", false)?,
         ))
     }

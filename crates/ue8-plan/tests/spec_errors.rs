@@ -92,3 +92,27 @@ fn deepseek_v4_without_expert_dtype_says_it_assumed_fp4() {
     assert!(s.experts_released_fp4);
     assert!(s.notes.iter().any(|n| n.contains("expert_dtype")));
 }
+
+#[test]
+fn implausible_sizes_are_refused_before_any_arithmetic() {
+    let huge = r#"{"model_type":"llama","vocab_size":10,"hidden_size":18446744073709551615,"num_hidden_layers":1,"num_attention_heads":1,"intermediate_size":4}"#;
+    let e = ModelSpec::from_json_str(huge, "x").unwrap_err();
+    assert!(
+        matches!(e, PlanError::BadField { ref field, .. } if field == "hidden_size"),
+        "{e}"
+    );
+    let layers = r#"{"model_type":"llama","vocab_size":10,"hidden_size":8,"num_hidden_layers":4000000,"num_attention_heads":2,"intermediate_size":4}"#;
+    assert!(matches!(
+        ModelSpec::from_json_str(layers, "x"),
+        Err(PlanError::BadField { .. })
+    ));
+    // The largest accepted sizes still count without overflow (saturating where a product cannot fit).
+    let max = ue8_plan::spec::MAX_CONFIG_DIM;
+    let big = format!(
+        r#"{{"model_type":"llama","vocab_size":{max},"hidden_size":{max},"num_hidden_layers":2,"num_attention_heads":1,"intermediate_size":{max}}}"#
+    );
+    let spec = ModelSpec::from_json_str(&big, "x").unwrap();
+    let t = ue8_plan::ParamBreakdown::of(&spec).totals();
+    assert!(t.total > 0);
+    assert!(ue8_plan::kv::kv_bytes(&spec, u64::MAX) == u64::MAX);
+}
