@@ -8,7 +8,7 @@
 //! outputs plus per-band scratch are alive; the largest output of a step is the tensor as f32
 //! (dequantize --dtype f32), hence <= 2x the largest tensor as f32 + small change.
 
-use crate::encode::encode;
+use crate::encode::{encode, output_specs};
 use crate::plan::{Action, OutDtype, Plan, Step};
 use crate::source::{decode_entry_f32, decode_group_f32, rows_cols, PlainData};
 use crate::ConvertError;
@@ -203,6 +203,15 @@ fn run_step<'a>(ck: &'a Checkpoint, step: &Step) -> Result<StepOutput<'a>, Conve
                 LayoutEntry::Quant(g) => g.name.as_str(),
             };
             let enc = encode(*scheme, &file, src_name, &data, n, k)?;
+            // Outputs are named after the target (lm_head.weight when untying a tied embedding).
+            let names = output_specs(*scheme, out_name, n, k)
+                .0
+                .into_iter()
+                .map(|s| s.name);
+            let tensors: Vec<(String, Bytes<'_>)> = names
+                .zip(enc.tensors)
+                .map(|(n, (_, b))| (n, Bytes::Owned(b)))
+                .collect();
             let mut r = record(out_name, "quantized", src_dtype, shape, step);
             if out_name != src_name {
                 r.reason = Some(format!(
@@ -210,14 +219,7 @@ fn run_step<'a>(ck: &'a Checkpoint, step: &Step) -> Result<StepOutput<'a>, Conve
                 ));
             }
             r.metrics = Some(metrics_of(&enc.stats));
-            Ok(StepOutput {
-                tensors: enc
-                    .tensors
-                    .into_iter()
-                    .map(|(n, b)| (n, Bytes::Owned(b)))
-                    .collect(),
-                record: r,
-            })
+            Ok(StepOutput { tensors, record: r })
         }
         Action::Requantize { group, e8m0_scales } => {
             let q = ck.tensor(&group.data)?;
