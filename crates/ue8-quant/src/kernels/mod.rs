@@ -1,7 +1,8 @@
 //! Hot loops with run-time CPU dispatch.
 //!
 //! Each primitive has a portable scalar version (`scalar.rs`, also the tail handler of every SIMD
-//! loop) and, on x86-64, an AVX2+FMA+F16C version (`avx2.rs`). [`Isa::detect`] picks once per
+//! loop) and, on x86-64, an AVX2+FMA+F16C version (`avx2.rs`); the E4M3 encode/decode also have
+//! an AVX-512 version (`avx512.rs`). [`Isa::detect`] picks once per
 //! process; every variant the machine supports is listed by [`Isa::available`] so one test can run
 //! them all against the `*_ref` functions of the schemes. AVX-512 and NEON slot in as new variants.
 
@@ -14,6 +15,8 @@ use crate::rules::{MxElement, MxScaleRule};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub(crate) mod scalar;
 
 /// An instruction-set variant of the kernels.
@@ -23,6 +26,9 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86-64 with AVX-512 F and BW on top of AVX2/FMA/F16C (E4M3 encode/decode in 16 lanes;
+    /// the other kernels use their AVX2 versions).
+    Avx512,
 }
 
 impl Isa {
@@ -42,6 +48,9 @@ impl Isa {
                 && is_x86_feature_detected!("f16c")
             {
                 v.push(Isa::Avx2);
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                    v.push(Isa::Avx512);
+                }
             }
         }
         v
@@ -52,6 +61,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
         }
     }
 }
@@ -91,7 +101,7 @@ pub(crate) fn tile_max_abs_bits_f32(isa: Isa, src: &[f32], k: usize, cols: Range
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::tile_max_abs_bits_f32(src, k, cols) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::tile_max_abs_bits_f32(src, k, cols) },
         _ => scalar::tile_max_abs_bits(src, k, cols),
     }
 }
@@ -101,7 +111,7 @@ pub(crate) fn tile_max_abs_bits_bf16(isa: Isa, src: &[bf16], k: usize, cols: Ran
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::tile_max_abs_bits_bf16(src, k, cols) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::tile_max_abs_bits_bf16(src, k, cols) },
         _ => scalar::tile_max_abs_bits(src, k, cols),
     }
 }
@@ -121,6 +131,9 @@ pub(crate) fn encode_tile_e4m3_f32(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_f32(src, k, cols, op, may_clip, q) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx512` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx512 => unsafe { avx512::encode_tile_e4m3_f32(src, k, cols, op, may_clip, q) },
         _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
     }
 }
@@ -139,6 +152,9 @@ pub(crate) fn encode_tile_e4m3_bf16(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::encode_tile_e4m3_bf16(src, k, cols, op, may_clip, q) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx512` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx512 => unsafe { avx512::encode_tile_e4m3_bf16(src, k, cols, op, may_clip, q) },
         _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
     }
 }
@@ -149,6 +165,9 @@ pub(crate) fn decode_e4m3_f32(isa: Isa, q: &[u8], s: f32, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::decode_e4m3_f32(q, s, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx512` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx512 => unsafe { avx512::decode_e4m3_f32(q, s, out) },
         _ => scalar::decode_e4m3_f32(q, s, out),
     }
 }
@@ -159,6 +178,9 @@ pub(crate) fn decode_e4m3_bf16(isa: Isa, q: &[u8], s: f32, out: &mut [bf16]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
         Isa::Avx2 => unsafe { avx2::decode_e4m3_bf16(q, s, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx512` only comes from `Isa::available`, after detecting its features.
+        Isa::Avx512 => unsafe { avx512::decode_e4m3_bf16(q, s, out) },
         _ => scalar::decode_e4m3_bf16(q, s, out),
     }
 }
@@ -174,7 +196,9 @@ pub(crate) fn mxfp4_quantize_row_f32(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::mxfp4_quantize_row_f32(rule, src, blocks, scales) },
+        Isa::Avx2 | Isa::Avx512 => unsafe {
+            avx2::mxfp4_quantize_row_f32(rule, src, blocks, scales)
+        },
         _ => scalar::mxfp4_quantize_row(rule, src, blocks, scales),
     }
 }
@@ -190,7 +214,9 @@ pub(crate) fn mxfp4_quantize_row_bf16(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::mxfp4_quantize_row_bf16(rule, src, blocks, scales) },
+        Isa::Avx2 | Isa::Avx512 => unsafe {
+            avx2::mxfp4_quantize_row_bf16(rule, src, blocks, scales)
+        },
         _ => scalar::mxfp4_quantize_row(rule, src, blocks, scales),
     }
 }
@@ -200,7 +226,7 @@ pub(crate) fn mxfp4_dequantize_row_f32(isa: Isa, blocks: &[u8], scales: &[u8], o
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::mxfp4_dequantize_row_f32(blocks, scales, out) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::mxfp4_dequantize_row_f32(blocks, scales, out) },
         _ => scalar::mxfp4_dequantize_row(blocks, scales, out, |v| v),
     }
 }
@@ -210,7 +236,7 @@ pub(crate) fn mxfp4_dequantize_row_bf16(isa: Isa, blocks: &[u8], scales: &[u8], 
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        Isa::Avx2 => unsafe { avx2::mxfp4_dequantize_row_bf16(blocks, scales, out) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::mxfp4_dequantize_row_bf16(blocks, scales, out) },
         _ => scalar::mxfp4_dequantize_row(blocks, scales, out, bf16::from_f32),
     }
 }
@@ -228,7 +254,7 @@ pub(crate) fn mx_quantize_row_f32(
     match (isa, elem) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        (Isa::Avx2, MxElement::E4M3 | MxElement::E2M1) => unsafe {
+        (Isa::Avx2 | Isa::Avx512, MxElement::E4M3 | MxElement::E2M1) => unsafe {
             avx2::mx_quantize_row_f32(elem, rule, src, codes, scales)
         },
         _ => scalar::mx_quantize_row(elem, rule, src, codes, scales),
@@ -247,7 +273,7 @@ pub(crate) fn mx_quantize_row_bf16(
     match (isa, elem) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` only comes from `Isa::available`, after detecting its features.
-        (Isa::Avx2, MxElement::E4M3 | MxElement::E2M1) => unsafe {
+        (Isa::Avx2 | Isa::Avx512, MxElement::E4M3 | MxElement::E2M1) => unsafe {
             avx2::mx_quantize_row_bf16(elem, rule, src, codes, scales)
         },
         _ => scalar::mx_quantize_row(elem, rule, src, codes, scales),
