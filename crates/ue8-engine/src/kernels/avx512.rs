@@ -32,6 +32,38 @@ trait Decode16 {
     /// # Safety
     /// `row + byte_of(c) .. + READ` readable; AVX-512 F/BW/VL present.
     unsafe fn load16(row: *const u8, c: usize) -> __m512;
+
+    /// Adds `w * x[t]` over the `B` columns at `c0` (a whole block) into the accumulators: even
+    /// 16-column steps into `e`, odd ones into `o` for one or two tokens (against FMA latency).
+    ///
+    /// # Safety
+    /// As [`full_block`].
+    #[inline(always)]
+    unsafe fn block_dot<const B: usize, const T: usize>(
+        rp: *const u8,
+        xp: *const f32,
+        k: usize,
+        t0: usize,
+        c0: usize,
+        e: &mut [__m512; T],
+        o: &mut [__m512; T],
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            for j in 0..B / STEP {
+                let c = c0 + j * STEP;
+                let w = Self::load16(rp, c);
+                for t in 0..T {
+                    let xv = _mm512_loadu_ps(xp.add((t0 + t) * k + c));
+                    if T <= 2 && j % 2 == 1 {
+                        o[t] = _mm512_fmadd_ps(w, xv, o[t]);
+                    } else {
+                        e[t] = _mm512_fmadd_ps(w, xv, e[t]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct F32Fmt;
@@ -136,6 +168,86 @@ impl Decode16 for E2m1Fmt {
     }
 }
 
+/// MXFP4 against activations whose whole 32-blocks were reordered evens-first (see
+/// [`deinterleave_blocks`]): then the 16 bytes of a block give the 16 even elements from their low
+/// nibbles and the 16 odd ones from their high nibbles, each with one `vpermps` from a 16-entry
+/// table that ignores the index bits above 4, with no nibble shuffling. Half the instructions of
+/// [`E2m1Fmt`]. Partial blocks keep the natural order and go through `load16`.
+struct E2m1Deinterleaved;
+impl Decode16 for E2m1Deinterleaved {
+    fn byte_of(c: usize) -> usize {
+        E2m1Fmt::byte_of(c)
+    }
+    const READ: usize = E2m1Fmt::READ;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> __m512 {
+        // SAFETY: forwarded from the caller.
+        unsafe { E2m1Fmt::load16(row, c) }
+    }
+    #[inline(always)]
+    unsafe fn block_dot<const B: usize, const T: usize>(
+        rp: *const u8,
+        xp: *const f32,
+        k: usize,
+        t0: usize,
+        c0: usize,
+        e: &mut [__m512; T],
+        o: &mut [__m512; T],
+    ) {
+        // SAFETY: 16 readable bytes per 32 columns at rp + c/2 (caller: a whole block inside the
+        // row); x holds tokens t0 .. t0+T of k columns, reordered within this block.
+        unsafe {
+            let table = _mm512_setr_ps(
+                0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, //
+                -0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0,
+            );
+            for j in 0..B / 32 {
+                let c = c0 + j * 32;
+                let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add(c / 2) as *const __m128i));
+                let even = _mm512_permutexvar_ps(bytes, table);
+                let odd = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(bytes), table);
+                for t in 0..T {
+                    let xt = xp.add((t0 + t) * k + c);
+                    e[t] = _mm512_fmadd_ps(even, _mm512_loadu_ps(xt), e[t]);
+                    if T <= 2 {
+                        o[t] = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xt.add(16)), o[t]);
+                    } else {
+                        e[t] = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xt.add(16)), e[t]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `x` [m, k] into `buf`, each whole 32-column block of each token reordered as its 16 even
+/// columns then its 16 odd ones (the order [`E2m1Deinterleaved`] decodes in); the last partial
+/// block stays as it is. `buf` keeps its capacity between calls: no allocation in steady state.
+fn deinterleave_blocks(x: &[f32], k: usize, buf: &mut Vec<f32>) {
+    buf.clear();
+    buf.extend_from_slice(x);
+    if k == 0 {
+        return;
+    }
+    let whole = k / 16 * 16 / MX_BLOCK * MX_BLOCK;
+    for (src, dst) in x.chunks_exact(k).zip(buf.chunks_exact_mut(k)) {
+        for (s, d) in src[..whole]
+            .chunks_exact(MX_BLOCK)
+            .zip(dst[..whole].chunks_exact_mut(MX_BLOCK))
+        {
+            for j in 0..MX_BLOCK / 2 {
+                d[j] = s[2 * j];
+                d[MX_BLOCK / 2 + j] = s[2 * j + 1];
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch for reordered activations (MXFP4 on AVX-512).
+    static X_DEINTERLEAVED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Sum over the `B` columns at `c0` (a whole block inside the vector part) of `w * x[t]`, per token.
 ///
 /// # Safety
@@ -153,19 +265,7 @@ unsafe fn full_block<D: Decode16, const B: usize, const T: usize>(
     unsafe {
         let zero = [_mm512_setzero_ps(); T];
         let (mut e, mut o) = (zero, zero);
-        for j in 0..B / STEP {
-            let c = c0 + j * STEP;
-            let w = D::load16(rp, c);
-            for t in 0..T {
-                let xv = _mm512_loadu_ps(xp.add((t0 + t) * k + c));
-                // Two accumulator sets for one or two tokens, against FMA latency.
-                if T <= 2 && j % 2 == 1 {
-                    o[t] = _mm512_fmadd_ps(w, xv, o[t]);
-                } else {
-                    e[t] = _mm512_fmadd_ps(w, xv, e[t]);
-                }
-            }
-        }
+        D::block_dot::<B, T>(rp, xp, k, t0, c0, &mut e, &mut o);
         if T <= 2 {
             for t in 0..T {
                 e[t] = _mm512_add_ps(e[t], o[t]);
@@ -404,7 +504,15 @@ pub(crate) unsafe fn matmul_rows<'a>(
                 match elem {
                     MxElement::E4M3 => run::<E4m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
                     MxElement::E5M2 => run::<E5m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    _ => run::<E2m1Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    _ => X_DEINTERLEAVED.with(|cell| match cell.try_borrow_mut() {
+                        Ok(mut buf) => {
+                            deinterleave_blocks(x, k, &mut buf);
+                            let jd = Job { x: &buf, ..j };
+                            run::<E2m1Deinterleaved, MX_BLOCK>(&jd, m, rows, &scale, &tail)
+                        }
+                        // Re-entered on this thread (cannot happen from the pool): plain decode.
+                        Err(_) => run::<E2m1Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    }),
                 }
             }
         }
