@@ -21,4 +21,5 @@ pub use plan::{
 };
 pub mod diff;
 pub mod inspect;
+pub mod v4; // v4: DeepSeek-V4 checkpoints (issue 11)
 pub mod verify;

@@ -96,8 +96,12 @@ pub fn verify(dir: &Path) -> VerifyReport {
         Err(e) => problems.push(e.to_string()),
         Ok(ck) => {
             tensors = ck.len();
-            let report = crate::inspect::inspect(&ck);
-            problems.extend(report.anomalies);
+            if ue8_io::layout_v4::is_v4(&ck) {
+                problems.extend(crate::v4::inspect_v4(&ck).anomalies); // v4: V4 structure check
+            } else {
+                let report = crate::inspect::inspect(&ck);
+                problems.extend(report.anomalies);
+            }
         }
     }
     VerifyReport {

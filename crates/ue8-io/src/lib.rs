@@ -43,6 +43,7 @@ pub mod error;
 pub mod gguf;
 pub mod header;
 pub mod layout;
+pub mod layout_v4; // v4: DeepSeek-V4 layout (issue 11)
 pub mod manifest;
 pub mod outdir;
 pub mod shards;
