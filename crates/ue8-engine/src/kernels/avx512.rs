@@ -1,6 +1,8 @@
 //! AVX-512 (F, BW, VL) kernels: the AVX2 kernels' structure with 16-lane registers, chosen at run time
-//! where the CPU has them (Zen 4, recent Intel). Decoding is frontend-bound at one token, so halving
-//! the instructions per element is what pays. MXFP6 stays on the AVX2 path.
+//! where the CPU has them (Zen 4, recent Intel). Decoding is instruction-bound at one token, so fewer
+//! instructions per element is what pays: MXFP4, MXFP8 and the E4M3 tiles decode whole blocks against
+//! activations reordered evens-first within each 32 columns (one scratch copy of x per call and
+//! thread), which removes every nibble and byte-widening shuffle. MXFP6 stays on the AVX2 path.
 
 // Token loops index several per-token arrays (accumulators, x rows) in lockstep.
 #![allow(clippy::needless_range_loop)]
@@ -220,16 +222,73 @@ impl Decode16 for E2m1Deinterleaved {
     }
 }
 
-/// Copies `x` [m, k] into `buf`, each whole 32-column block of each token reordered as its 16 even
-/// columns then its 16 odd ones (the order [`E2m1Deinterleaved`] decodes in); the last partial
-/// block stays as it is. `buf` keeps its capacity between calls: no allocation in steady state.
-fn deinterleave_blocks(x: &[f32], k: usize, buf: &mut Vec<f32>) {
+/// E4M3 (`SIGNED`) or E5M2 against activations reordered evens-first within each 32 columns: 32
+/// bytes read as 16 words give the even elements from their low bytes and the odd ones from their
+/// high bytes with shifts and masks only, no byte-to-word widening shuffle (the scarce port).
+/// E4M3: f16 = sign, 0, 7 magnitude bits (2^-8 of the value, as [`E4m3Fmt`]); E5M2: the byte is the
+/// f16's high byte. Partial blocks keep the natural order and go through `load16`.
+struct ByteDeinterleaved<D, const SIGNED: bool>(std::marker::PhantomData<D>);
+impl<D: Decode16, const SIGNED: bool> Decode16 for ByteDeinterleaved<D, SIGNED> {
+    fn byte_of(c: usize) -> usize {
+        D::byte_of(c)
+    }
+    const READ: usize = D::READ;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> __m512 {
+        // SAFETY: forwarded from the caller.
+        unsafe { D::load16(row, c) }
+    }
+    #[inline(always)]
+    unsafe fn block_dot<const B: usize, const T: usize>(
+        rp: *const u8,
+        xp: *const f32,
+        k: usize,
+        t0: usize,
+        c0: usize,
+        e: &mut [__m512; T],
+        o: &mut [__m512; T],
+    ) {
+        // SAFETY: 32 readable bytes per 32 columns at rp + c (caller: a whole block inside the
+        // row); x holds tokens t0 .. t0+T of k columns, reordered within this block.
+        unsafe {
+            for j in 0..B / 32 {
+                let c = c0 + j * 32;
+                let w = _mm256_loadu_si256(rp.add(c) as *const __m256i);
+                let (even, odd) = if SIGNED {
+                    let keep = _mm256_set1_epi16(0xBF80_u16 as i16);
+                    let lo = _mm256_srai_epi16::<1>(_mm256_slli_epi16::<8>(w));
+                    let hi = _mm256_srai_epi16::<1>(w);
+                    (_mm256_and_si256(lo, keep), _mm256_and_si256(hi, keep))
+                } else {
+                    let high = _mm256_set1_epi16(0xFF00_u16 as i16);
+                    (_mm256_slli_epi16::<8>(w), _mm256_and_si256(w, high))
+                };
+                let (even, odd) = (_mm512_cvtph_ps(even), _mm512_cvtph_ps(odd));
+                for t in 0..T {
+                    let xt = xp.add((t0 + t) * k + c);
+                    e[t] = _mm512_fmadd_ps(even, _mm512_loadu_ps(xt), e[t]);
+                    if T <= 2 {
+                        o[t] = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xt.add(16)), o[t]);
+                    } else {
+                        e[t] = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xt.add(16)), e[t]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `x` [m, k] into `buf`, each 32 columns of each token's whole `block`-column blocks
+/// reordered as their 16 even columns then their 16 odd ones (the order the deinterleaved decoders
+/// read); the last partial block stays as it is. `buf` keeps its capacity between calls: no allocation in steady state.
+fn deinterleave_blocks(x: &[f32], k: usize, block: usize, buf: &mut Vec<f32>) {
     buf.clear();
     buf.extend_from_slice(x);
-    if k == 0 {
+    if k == 0 || block == 0 {
         return;
     }
-    let whole = k / 16 * 16 / MX_BLOCK * MX_BLOCK;
+    // Exactly the blocks `full_block` takes: whole blocks inside the 16-column vector part.
+    let whole = k / STEP * STEP / block * block;
     for (src, dst) in x.chunks_exact(k).zip(buf.chunks_exact_mut(k)) {
         for (s, d) in src[..whole]
             .chunks_exact(MX_BLOCK)
@@ -244,7 +303,7 @@ fn deinterleave_blocks(x: &[f32], k: usize, buf: &mut Vec<f32>) {
 }
 
 thread_local! {
-    /// Per-thread scratch for reordered activations (MXFP4 on AVX-512).
+    /// Per-thread scratch for reordered activations (deinterleaved decoders).
     static X_DEINTERLEAVED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -426,6 +485,38 @@ unsafe fn run<D: Decode16, const B: usize>(
     }
 }
 
+/// Runs decoder `D` (a deinterleaved one) on activations reordered for blocks of `B`, or the
+/// natural-order decoder `N` if this thread's scratch is already in use (cannot happen from the pool).
+///
+/// # Safety
+/// As [`run`].
+#[inline(always)]
+unsafe fn run_deinterleaved<D: Decode16, N: Decode16, const B: usize>(
+    job: &Job,
+    m: usize,
+    rows: Range<usize>,
+    scale: &impl Fn(usize, usize) -> f32,
+    tail: &impl Fn(&[u8], usize) -> f32,
+) {
+    X_DEINTERLEAVED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            deinterleave_blocks(job.x, job.k, B, &mut buf);
+            let reordered = Job {
+                x: &buf,
+                data: job.data,
+                row_bytes: job.row_bytes,
+                n: job.n,
+                k: job.k,
+                out: job.out,
+            };
+            // SAFETY: forwarded from the caller; `buf` has x's shape.
+            unsafe { run::<D, B>(&reordered, m, rows, scale, tail) }
+        }
+        // SAFETY: forwarded from the caller.
+        Err(_) => unsafe { run::<N, B>(job, m, rows, scale, tail) },
+    })
+}
+
 /// `y[t*n + r] = sum_c W[r, c] x[t*k + c]` for `r` in `rows`, `t < m`.
 ///
 /// # Safety
@@ -483,7 +574,13 @@ pub(crate) unsafe fn matmul_rows<'a>(
                 let tail = |row: &[u8], c: usize| {
                     mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
                 };
-                run::<E4m3Fmt, E4M3_TILE>(&job(q), m, rows, &scale, &tail)
+                run_deinterleaved::<ByteDeinterleaved<E4m3Fmt, true>, E4m3Fmt, E4M3_TILE>(
+                    &job(q),
+                    m,
+                    rows,
+                    &scale,
+                    &tail,
+                )
             }
             WeightData::Mx { elem, data, scales } => {
                 let blocks = k.div_ceil(MX_BLOCK);
@@ -502,17 +599,19 @@ pub(crate) unsafe fn matmul_rows<'a>(
                 let tail = |row: &[u8], c: usize| mx_value(elem, mx_code(elem, row, c)) * unfold;
                 let j = job(data);
                 match elem {
-                    MxElement::E4M3 => run::<E4m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    MxElement::E5M2 => run::<E5m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    _ => X_DEINTERLEAVED.with(|cell| match cell.try_borrow_mut() {
-                        Ok(mut buf) => {
-                            deinterleave_blocks(x, k, &mut buf);
-                            let jd = Job { x: &buf, ..j };
-                            run::<E2m1Deinterleaved, MX_BLOCK>(&jd, m, rows, &scale, &tail)
-                        }
-                        // Re-entered on this thread (cannot happen from the pool): plain decode.
-                        Err(_) => run::<E2m1Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    }),
+                    MxElement::E4M3 => {
+                        run_deinterleaved::<ByteDeinterleaved<E4m3Fmt, true>, E4m3Fmt, MX_BLOCK>(
+                            &j, m, rows, &scale, &tail,
+                        )
+                    }
+                    MxElement::E5M2 => {
+                        run_deinterleaved::<ByteDeinterleaved<E5m2Fmt, false>, E5m2Fmt, MX_BLOCK>(
+                            &j, m, rows, &scale, &tail,
+                        )
+                    }
+                    _ => run_deinterleaved::<E2m1Deinterleaved, E2m1Fmt, MX_BLOCK>(
+                        &j, m, rows, &scale, &tail,
+                    ),
                 }
             }
         }

@@ -52,6 +52,7 @@ pub enum Isa {
 impl Isa {
     /// Every variant this CPU can run, scalar first.
     pub fn supported() -> Vec<Isa> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut v = vec![Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
