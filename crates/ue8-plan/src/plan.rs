@@ -165,6 +165,10 @@ pub struct PlanRow {
     /// KV cache of `batch` sequences at `context`.
     pub kv_bytes: u64,
     pub chip_memory_bytes: Option<f64>,
+    /// Memory bandwidth of one chip, bytes/s.
+    pub chip_bandwidth_bytes_per_s: Option<f64>,
+    /// Dense peak of the format the chip computes in, TFLOPS (one chip).
+    pub compute_peak_tflops: Option<f64>,
     pub chips_needed: Option<u64>,
     /// Bytes read per decode step (weights + KV of the whole batch).
     pub bytes_read_per_step: f64,
@@ -357,6 +361,8 @@ pub fn plan(
                 weight_bytes_in_memory: mem_weights,
                 kv_bytes: kv_all,
                 chip_memory_bytes: chip_mem,
+                chip_bandwidth_bytes_per_s: bw,
+                compute_peak_tflops: peak.map(|p| p.value),
                 chips_needed,
                 bytes_read_per_step: step_bytes,
                 decode_tokens_per_s: decode,

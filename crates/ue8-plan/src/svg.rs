@@ -36,8 +36,8 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Roofline of each distinct chip in the plan (its first row's compute format), and vertical marks for
-/// the decode intensity of each format and the prefill intensity.
+/// Roofline of each distinct chip in the plan (bandwidth slope, then the highest peak among the formats
+/// planned), and vertical marks for the decode intensity of each format at the planned batch.
 pub fn roofline_svg(plan: &Plan, title: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -101,12 +101,13 @@ pub fn roofline_svg(plan: &Plan, title: &str) -> String {
         if seen.contains(&row.chip.as_str()) {
             continue;
         }
-        let (Some(bw_bytes), Some(peak)) = (
-            row.chip_memory_bytes
-                .and(Some(()))
-                .and_then(|_| bandwidth_of(plan, &row.chip)),
-            peak_of(plan, &row.chip),
-        ) else {
+        let peak = plan
+            .rows
+            .iter()
+            .filter(|r| r.chip == row.chip)
+            .filter_map(|r| r.compute_peak_tflops)
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+        let (Some(bw_bytes), Some(peak)) = (row.chip_bandwidth_bytes_per_s, peak) else {
             continue;
         };
         seen.push(&row.chip);
@@ -160,30 +161,4 @@ pub fn roofline_svg(plan: &Plan, title: &str) -> String {
     }
     let _ = writeln!(s, "</svg>");
     s
-}
-
-fn bandwidth_of(plan: &Plan, chip: &str) -> Option<f64> {
-    plan.rows
-        .iter()
-        .find(|r| r.chip == chip && r.decode_tokens_per_s.is_some())
-        .and_then(|r| {
-            let n = r.chips_needed? as f64;
-            let tok = r.decode_tokens_per_s?;
-            // Recover the per-chip bandwidth the row used: tokens/s = batch * n * bw / bytes.
-            Some(tok * r.bytes_read_per_step / (plan.options.batch as f64 * n))
-        })
-}
-
-fn peak_of(plan: &Plan, chip: &str) -> Option<f64> {
-    let active = plan.model.params.active as f64;
-    plan.rows
-        .iter()
-        .filter(|r| r.chip == chip)
-        .filter_map(|r| {
-            let n = r.chips_needed? as f64;
-            let p = r.prefill_tokens_per_s?;
-            // Per-chip TFLOPS the row used, from prefill tokens/s (2 x active FLOPs a token, lower bound).
-            Some(p * 2.0 * active / n / 1e12)
-        })
-        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
 }
