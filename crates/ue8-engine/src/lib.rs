@@ -18,6 +18,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod config_deepseek; // deepseek
 pub mod error;
 pub mod generate;
 pub mod kernels;
@@ -29,6 +30,7 @@ pub mod perplexity;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;
+pub mod yarn; // deepseek: YaRN rope for MLA
 
 pub use checkpoint::Checkpoint;
 pub use config::{Architecture, ModelConfig};

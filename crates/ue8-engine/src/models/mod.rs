@@ -2,4 +2,5 @@
 //! Mistral; a DeepSeek MLA/MoE family would live beside it as `deepseek.rs` and share `layers`,
 //! `weights`, `matmul`, the sampler and the KV-cache habits.
 
+pub mod deepseek;
 pub mod llama;

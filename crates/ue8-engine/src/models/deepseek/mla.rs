@@ -1,0 +1,296 @@
+//! Multi-head latent attention (MLA). The KV cache keeps, per token and layer, only the normalised
+//! compressed latent c (kv_lora_rank values) and the rotated rope key (qk_rope_head_dim values).
+//!
+//! Two equivalent ways to attend over it:
+//! - absorbed (decode): kv_b_proj's key rows are folded into the query (q_lat = W_UK^T q_nope, one
+//!   kv_lora_rank vector per head) and its value rows into the output (o = W_UV (sum_t p_t c_t)),
+//!   so keys and values are never expanded; each kv_b_proj row is read once per call;
+//! - expanded (prefill from an empty cache): k_nope and v for every cached token come from one
+//!   kv_b_proj matmul, then ordinary attention.
+
+use crate::error::{EngineError, Result};
+use crate::layers::{self, dot};
+use crate::matmul::Matmul;
+use crate::weights::Linear;
+use crate::yarn::MlaRope;
+
+/// eps of `q_a_layernorm` and `kv_a_layernorm`: transformers and DeepSeek's reference code build
+/// them with the RMSNorm default 1e-6, not the config's `rms_norm_eps`.
+pub const LATENT_NORM_EPS: f32 = 1e-6;
+
+/// How queries are produced.
+pub enum QueryProj<'a> {
+    /// `q_proj` [H * qk_head_dim, d] (q_lora_rank null).
+    Direct(Linear<'a>),
+    /// `q_a_proj` [q_lora, d] -> RMS norm `q_a_layernorm` -> `q_b_proj` [H * qk_head_dim, q_lora].
+    LowRank {
+        a: Linear<'a>,
+        norm: Vec<f32>,
+        b: Linear<'a>,
+    },
+}
+
+/// One layer's attention weights.
+pub struct MlaWeights<'a> {
+    pub q: QueryProj<'a>,
+    /// `kv_a_proj_with_mqa` [kv_lora + rope, d].
+    pub kv_a_proj: Linear<'a>,
+    /// `kv_a_layernorm` [kv_lora].
+    pub kv_a_norm: Vec<f32>,
+    /// `kv_b_proj` [H * (nope + v), kv_lora]: per head, `nope` key rows then `v` value rows.
+    pub kv_b_proj: Linear<'a>,
+    /// `o_proj` [d, H * v].
+    pub o_proj: Linear<'a>,
+}
+
+impl MlaWeights<'_> {
+    /// Bytes one token reads through this block.
+    pub fn bytes(&self) -> usize {
+        let q = match &self.q {
+            QueryProj::Direct(l) => l.bytes(),
+            QueryProj::LowRank { a, b, .. } => a.bytes() + b.bytes(),
+        };
+        q + self.kv_a_proj.bytes() + self.kv_b_proj.bytes() + self.o_proj.bytes()
+    }
+}
+
+/// Head geometry of MLA.
+#[derive(Clone, Copy, Debug)]
+pub struct MlaShape {
+    pub heads: usize,
+    pub nope: usize,
+    pub rope: usize,
+    pub v: usize,
+    pub kv_lora: usize,
+    pub softmax_scale: f32,
+}
+
+impl MlaShape {
+    fn qhd(&self) -> usize {
+        self.nope + self.rope
+    }
+    /// Values per token in the cache.
+    pub fn cache_width(&self) -> usize {
+        self.kv_lora + self.rope
+    }
+    fn kvb_width(&self) -> usize {
+        self.nope + self.v
+    }
+}
+
+/// Which form attends over the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MlaMode {
+    /// Expanded for a batch that starts at position 0 (prefill), absorbed otherwise.
+    Auto,
+    /// Always the weight-absorbed form.
+    Absorbed,
+    /// Expanded whenever the batch starts at position 0, else absorbed (the cache holds no K/V).
+    Expanded,
+}
+
+/// Buffers of one attention call, sized for a batch of `b` tokens and a context of `ctx`.
+pub struct MlaScratch {
+    q: Vec<f32>,      // [b, H * qhd]
+    qa: Vec<f32>,     // [b, q_lora]
+    kva: Vec<f32>,    // [b, kv_lora + rope]
+    q_lat: Vec<f32>,  // [b, H, kv_lora]
+    o_lat: Vec<f32>,  // [b, H, kv_lora]
+    row: Vec<f32>,    // [kv_lora] one dequantized kv_b_proj row
+    scores: Vec<f32>, // [ctx]
+    kvb: Vec<f32>,    // [b, H * (nope + v)] expanded keys/values
+}
+
+impl MlaScratch {
+    pub fn new(b: usize, ctx: usize, s: &MlaShape, q_lora: usize) -> Result<Self> {
+        let z = |n: usize, w: usize| super::alloc(n, w, "attention buffers");
+        let hl = s
+            .heads
+            .checked_mul(s.kv_lora)
+            .ok_or_else(|| EngineError::SizeOverflow("attention buffers".into()))?;
+        Ok(MlaScratch {
+            q: z(b, s.heads * s.qhd())?,
+            qa: z(b, q_lora)?,
+            kva: z(b, s.cache_width())?,
+            q_lat: z(b, hl)?,
+            o_lat: z(b, hl)?,
+            row: z(1, s.kv_lora)?,
+            scores: z(1, ctx)?,
+            kvb: z(b, s.heads * s.kvb_width())?,
+        })
+    }
+}
+
+/// Attention for `m` tokens at positions pos0.. : reads `xb` [m, d] (normed input), appends the
+/// tokens' latents to `cache` [ctx, cache_width] (this layer's slice) and writes `att` [m, H * v].
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    w: &MlaWeights,
+    sh: &MlaShape,
+    rope: &MlaRope,
+    mm: &Matmul,
+    mode: MlaMode,
+    xb: &[f32],
+    m: usize,
+    pos0: usize,
+    cache: &mut [f32],
+    s: &mut MlaScratch,
+    att: &mut [f32],
+) -> Result<()> {
+    let (h, qhd, cw, kl) = (sh.heads, sh.qhd(), sh.cache_width(), sh.kv_lora);
+    let hq = h * qhd;
+    // q[m, H * qhd]
+    match &w.q {
+        QueryProj::Direct(l) => mm.matmul(l, xb, m, &mut s.q[..m * hq])?,
+        QueryProj::LowRank { a, norm, b } => {
+            let r = a.n;
+            mm.matmul(a, xb, m, &mut s.qa[..m * r])?;
+            for row in s.qa[..m * r].chunks_exact_mut(r) {
+                layers::rms_norm_in_place(row, norm, LATENT_NORM_EPS);
+            }
+            mm.matmul(b, &s.qa[..m * r], m, &mut s.q[..m * hq])?;
+        }
+    }
+    // [c | k_rot] per token: normalise c, rotate k_rot, append to the cache
+    mm.matmul(&w.kv_a_proj, xb, m, &mut s.kva[..m * cw])?;
+    for i in 0..m {
+        let t = &mut s.kva[i * cw..(i + 1) * cw];
+        let (c, k_rot) = t.split_at_mut(kl);
+        layers::rms_norm_in_place(c, &w.kv_a_norm, LATENT_NORM_EPS);
+        rope.apply(k_rot, pos0 + i);
+        let off = (pos0 + i) * cw;
+        cache[off..off + cw].copy_from_slice(t);
+        let q = &mut s.q[i * hq..(i + 1) * hq];
+        for head in q.chunks_exact_mut(qhd) {
+            rope.apply(&mut head[sh.nope..], pos0 + i);
+        }
+    }
+    let expanded = match mode {
+        MlaMode::Absorbed => false,
+        MlaMode::Auto | MlaMode::Expanded => pos0 == 0,
+    };
+    if expanded {
+        attend_expanded(w, sh, mm, m, cache, s, att)
+    } else {
+        attend_absorbed(w, sh, m, pos0, cache, s, att)
+    }
+}
+
+/// Expanded form (the batch holds every cached token, positions 0..m).
+fn attend_expanded(
+    w: &MlaWeights,
+    sh: &MlaShape,
+    mm: &Matmul,
+    m: usize,
+    cache: &[f32],
+    s: &mut MlaScratch,
+    att: &mut [f32],
+) -> Result<()> {
+    let (h, qhd, cw, kl, bw) = (
+        sh.heads,
+        sh.qhd(),
+        sh.cache_width(),
+        sh.kv_lora,
+        sh.kvb_width(),
+    );
+    // latents of positions 0..m, contiguous in s.o_lat as [m, kv_lora]
+    let lat = &mut s.o_lat[..m * kl];
+    for t in 0..m {
+        lat[t * kl..(t + 1) * kl].copy_from_slice(&cache[t * cw..t * cw + kl]);
+    }
+    mm.matmul(
+        &w.kv_b_proj,
+        &s.o_lat[..m * kl],
+        m,
+        &mut s.kvb[..m * h * bw],
+    )?;
+    for i in 0..m {
+        for hd in 0..h {
+            let q = &s.q[i * h * qhd + hd * qhd..i * h * qhd + (hd + 1) * qhd];
+            let (q_nope, q_rot) = q.split_at(sh.nope);
+            let scores = &mut s.scores[..=i];
+            for (t, sc) in scores.iter_mut().enumerate() {
+                let kv = &s.kvb[t * h * bw + hd * bw..t * h * bw + (hd + 1) * bw];
+                let k_rot = &cache[t * cw + kl..(t + 1) * cw];
+                *sc = (dot(q_nope, &kv[..sh.nope]) + dot(q_rot, k_rot)) * sh.softmax_scale;
+            }
+            layers::softmax(scores);
+            let out = &mut att[i * h * sh.v + hd * sh.v..i * h * sh.v + (hd + 1) * sh.v];
+            out.fill(0.0);
+            for (t, &p) in scores.iter().enumerate() {
+                let v = &s.kvb[t * h * bw + hd * bw + sh.nope..t * h * bw + (hd + 1) * bw];
+                for (o, &x) in out.iter_mut().zip(v) {
+                    *o += p * x;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Weight-absorbed form over the cache positions 0..pos0+i for token i.
+fn attend_absorbed(
+    w: &MlaWeights,
+    sh: &MlaShape,
+    m: usize,
+    pos0: usize,
+    cache: &[f32],
+    s: &mut MlaScratch,
+    att: &mut [f32],
+) -> Result<()> {
+    let (h, qhd, cw, kl, bw) = (
+        sh.heads,
+        sh.qhd(),
+        sh.cache_width(),
+        sh.kv_lora,
+        sh.kvb_width(),
+    );
+    let kvb = &w.kv_b_proj;
+    // q_lat[i, hd, :] = sum_j q_nope[i, hd, j] * W[hd * bw + j, :]: each key row read once
+    s.q_lat[..m * h * kl].fill(0.0);
+    for hd in 0..h {
+        for j in 0..sh.nope {
+            kvb.dequant_row(hd * bw + j, &mut s.row)?;
+            for i in 0..m {
+                let qn = s.q[i * h * qhd + hd * qhd + j];
+                let lat = &mut s.q_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
+                for (l, &r) in lat.iter_mut().zip(&s.row) {
+                    *l += qn * r;
+                }
+            }
+        }
+    }
+    // scores over latents + rope keys, then the probability-weighted latent per head
+    for i in 0..m {
+        let n = pos0 + i + 1;
+        for hd in 0..h {
+            let q_lat = &s.q_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
+            let q_rot = &s.q[i * h * qhd + hd * qhd + sh.nope..i * h * qhd + (hd + 1) * qhd];
+            let scores = &mut s.scores[..n];
+            for (t, sc) in scores.iter_mut().enumerate() {
+                let c = &cache[t * cw..t * cw + kl];
+                let k_rot = &cache[t * cw + kl..(t + 1) * cw];
+                *sc = (dot(q_lat, c) + dot(q_rot, k_rot)) * sh.softmax_scale;
+            }
+            layers::softmax(scores);
+            let o = &mut s.o_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
+            o.fill(0.0);
+            for (t, &p) in scores.iter().enumerate() {
+                for (x, &c) in o.iter_mut().zip(&cache[t * cw..t * cw + kl]) {
+                    *x += p * c;
+                }
+            }
+        }
+    }
+    // att[i, hd * v + r] = W[hd * bw + nope + r, :] . o_lat[i, hd]: each value row read once
+    for hd in 0..h {
+        for r in 0..sh.v {
+            kvb.dequant_row(hd * bw + sh.nope + r, &mut s.row)?;
+            for i in 0..m {
+                let o = &s.o_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
+                att[i * h * sh.v + hd * sh.v + r] = dot(&s.row, o);
+            }
+        }
+    }
+    Ok(())
+}
