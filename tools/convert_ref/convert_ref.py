@@ -219,14 +219,18 @@ VARIANTS = {  # fixture name -> (format, rule, scale storage)
     "mxfp6-e2m3": ("e2m3", "floor", "u8"),
     "mxfp4": ("e2m1", "floor", "u8"),
     "mxfp4-rceil": ("e2m1", "rceil", "e8m0"),
+    # issue 9: --quantize-lm-head quantizes the output projection like every other linear weight
+    "fp8-ue8m0-lm-head": ("fp8-ue8m0", None, "f32"),
+    "mxfp4-lm-head": ("e2m1", "floor", "u8"),
 }
 
 
 def quantize_variant(inputs, variant):
     fmt, rule, storage = VARIANTS[variant]
     out, meta, deq = [], {"format": "pt"}, []
+    quantized = QUANTIZED | ({"lm_head.weight"} if variant.endswith("-lm-head") else set())
     for name, a in inputs:
-        if name not in QUANTIZED:
+        if name not in quantized:
             out.append(arr(name, a))
             continue  # kept tensors are copied; the dequant fixture holds only decoded weights
         w = a.astype(F32)

@@ -10,14 +10,14 @@
 
 use crate::encode::{encode, output_specs};
 use crate::plan::{Action, OutDtype, Plan, Step};
-use crate::source::{decode_entry_f32, decode_group_f32, rows_cols, PlainData};
+use crate::source::{decode_entry_f32, decode_group_f32, PlainData};
 use crate::ConvertError;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use ue8_io::layout::{GroupKind, LayoutEntry};
+use ue8_io::layout::LayoutEntry;
 use ue8_io::manifest::{Manifest, ManifestTensor, TensorMetrics, MANIFEST_FILE};
 use ue8_io::shards::{index_json, shard_file_name, split_into_shards};
 use ue8_io::writer::{copy_hashed, finish_file, write_hashed};
@@ -58,6 +58,8 @@ pub struct Summary {
 enum Bytes<'a> {
     Borrowed(&'a [u8]),
     Owned(Vec<u8>),
+    /// f32 values written as their little-endian bytes without a second copy.
+    F32(Vec<f32>),
 }
 
 impl Bytes<'_> {
@@ -65,6 +67,7 @@ impl Bytes<'_> {
         match self {
             Bytes::Borrowed(b) => b,
             Bytes::Owned(v) => v,
+            Bytes::F32(v) => bytemuck::cast_slice(v),
         }
     }
 }
@@ -106,31 +109,23 @@ fn record(
     }
 }
 
-fn to_dtype_bytes(values: &[f32], dtype: OutDtype) -> Vec<u8> {
+/// Encodes decoded values in the output dtype; f32 values are handed over as they are (no copy).
+fn to_dtype_bytes(values: Vec<f32>, dtype: OutDtype) -> Bytes<'static> {
+    let encode = |conv: fn(f32) -> [u8; 2]| {
+        let mut out = vec![0u8; values.len() * 2];
+        out.par_chunks_mut(1 << 17)
+            .zip(values.par_chunks(1 << 16))
+            .for_each(|(o, v)| {
+                for (o, x) in o.chunks_exact_mut(2).zip(v) {
+                    o.copy_from_slice(&conv(*x));
+                }
+            });
+        out
+    };
     match dtype {
-        OutDtype::F32 => bytemuck::cast_slice(values).to_vec(),
-        OutDtype::Bf16 => {
-            let mut out = vec![0u8; values.len() * 2];
-            out.par_chunks_mut(1 << 17)
-                .zip(values.par_chunks(1 << 16))
-                .for_each(|(o, v)| {
-                    for (o, x) in o.chunks_exact_mut(2).zip(v) {
-                        o.copy_from_slice(&ue8_formats::f32_to_bf16_rne(*x).to_le_bytes());
-                    }
-                });
-            out
-        }
-        OutDtype::F16 => {
-            let mut out = vec![0u8; values.len() * 2];
-            out.par_chunks_mut(1 << 17)
-                .zip(values.par_chunks(1 << 16))
-                .for_each(|(o, v)| {
-                    for (o, x) in o.chunks_exact_mut(2).zip(v) {
-                        o.copy_from_slice(&half::f16::from_f32(*x).to_le_bytes());
-                    }
-                });
-            out
-        }
+        OutDtype::F32 => Bytes::F32(values),
+        OutDtype::Bf16 => Bytes::Owned(encode(|x| ue8_formats::f32_to_bf16_rne(x).to_le_bytes())),
+        OutDtype::F16 => Bytes::Owned(encode(|x| half::f16::from_f32(x).to_le_bytes())),
     }
 }
 
@@ -275,12 +270,10 @@ fn run_step<'a>(ck: &'a Checkpoint, step: &Step) -> Result<StepOutput<'a>, Conve
         }
         Action::Dequantize { group, dtype } => {
             let d = ck.tensor(&group.data)?;
+            // Decoded f32 (4 bytes/element) then the output (2 more for bf16/f16, none for f32): with the
+            // writer's previous tensor that is <= 2x the largest tensor as f32.
             let values = decode_group_f32(ck, group)?;
-            if let GroupKind::Mx { .. } = group.kind {
-                let _ = rows_cols(&group.shape);
-            }
-            let bytes = to_dtype_bytes(&values, *dtype);
-            drop(values);
+            let bytes = to_dtype_bytes(values, *dtype);
             let r = record(
                 &group.name,
                 "dequantized",
@@ -289,7 +282,7 @@ fn run_step<'a>(ck: &'a Checkpoint, step: &Step) -> Result<StepOutput<'a>, Conve
                 step,
             );
             Ok(StepOutput {
-                tensors: vec![(group.name.clone(), Bytes::Owned(bytes))],
+                tensors: vec![(group.name.clone(), bytes)],
                 record: r,
             })
         }

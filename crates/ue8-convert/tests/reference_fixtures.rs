@@ -79,11 +79,13 @@ fn variant(name: &str) -> (TargetFormat, Option<RuleChoice>, Option<ScaleDtype>)
             Some(RuleChoice::Rceil),
             Some(ScaleDtype::E8m0),
         ),
+        "fp8-ue8m0-lm-head" => (TargetFormat::Fp8Ue8m0, None, None),
+        "mxfp4-lm-head" => (TargetFormat::Mxfp4, None, None),
         _ => unreachable!(),
     }
 }
 
-const VARIANTS: [&str; 10] = [
+const VARIANTS: [&str; 12] = [
     "fp8-ue8m0",
     "fp8-ue8m0-e8m0",
     "fp8",
@@ -94,6 +96,8 @@ const VARIANTS: [&str; 10] = [
     "mxfp6-e2m3",
     "mxfp4",
     "mxfp4-rceil",
+    "fp8-ue8m0-lm-head",
+    "mxfp4-lm-head",
 ];
 
 #[test]
@@ -109,7 +113,7 @@ fn quantize_and_dequantize_match_the_numpy_reference() {
                 format,
                 scheme,
                 keep: vec![],
-                quantize_lm_head: false,
+                quantize_lm_head: v.ends_with("-lm-head"),
             },
         )
         .unwrap();
