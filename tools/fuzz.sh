@@ -15,9 +15,15 @@ find ../crates -path '*/tests/fixtures/*' -name '*.safetensors' -size -2M -exec 
 for t in "${targets[@]}"; do
   log="$(mktemp)"
   status=0
+  # With -jobs, libFuzzer writes each job's output to fuzz-<job>.log in the current directory.
+  parallel=()
+  if [ "$JOBS" -gt 1 ]; then parallel=(-jobs="$JOBS" -workers="$JOBS"); fi
+  rm -f fuzz-*.log
   cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=2048 \
-    -jobs="$JOBS" -workers="$JOBS" -print_final_stats=1 >"$log" 2>&1 || status=$?
-  execs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)"
+    "${parallel[@]}" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  cat fuzz-*.log >>"$log" 2>/dev/null || true
+  rm -f fuzz-*.log
+  execs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | paste -sd+ | bc || true)"
   crashes="$(ls "artifacts/$t" 2>/dev/null | grep -c -E '^(crash|oom|timeout|leak)-' || true)"
   echo "$t: seconds=$SECONDS_EACH execs=${execs:-?} crashes=${crashes:-0} exit=$status"
   if [ "$status" -ne 0 ]; then tail -40 "$log"; fi
