@@ -239,7 +239,7 @@ fn print_table(model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog)
     }
     println!();
     println!(
-        "{:<30} {:<18} {:<44} {:>9} {:>6} {:>12} {:>10} {:>13}  {}",
+        "{:<30} {:<18} {:<44} {:>9} {:>6} {:>12} {:>10} {:>13}  ECCN 3A090 (TPP, PD)",
         "chip",
         "format",
         "runs as",
@@ -247,8 +247,7 @@ fn print_table(model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog)
         "chips",
         "decode tok/s",
         "per chip",
-        "prefill tok/s",
-        "ECCN 3A090 (TPP, PD)"
+        "prefill tok/s"
     );
     for row in &plan.rows {
         let e = &row.export_control;
