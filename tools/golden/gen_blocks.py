@@ -178,6 +178,48 @@ def mx_inputs(rng):
     return cases
 
 
+# ---------------------------------------------------------------- DeepSeek-V4 FP4 -> FP8 re-encode
+
+def reencode_fp4_to_fp8(codes, scales):
+    """MXFP4 codes [n, k] (k % 32 == 0 here) + E8M0 bytes [n, k/32] -> E4M3 bytes [n, k], tile
+    E8M0 bytes [ceil(n/128), ceil(k/128)] (tile byte = max(largest group byte - 6, 0)) and a mask of
+    elements whose value changed (RNE to E4M3; empty when the re-encode is exact)."""
+    n, k = codes.shape
+    vals = codes.view(ml_dtypes.float4_e2m1fn).astype(np.float64)
+    group = np.repeat(scales.astype(np.int64), 32, axis=1)
+    gr, gc = -(-n // 128), -(-k // 128)
+    tiles = np.zeros((gr, gc), dtype=np.uint8)
+    q = np.zeros((n, k), dtype=np.uint8)
+    changed = np.zeros((n, k), dtype=bool)
+    for i in range(gr):
+        for j in range(gc):
+            rs, cs = slice(i * 128, (i + 1) * 128), slice(j * 128, (j + 1) * 128)
+            t = max(int(scales[rs, j * 4:(j + 1) * 4].max()) - 6, 0)
+            tiles[i, j] = t
+            x = (vals[rs, cs] * np.exp2(group[rs, cs] - t)).astype(F32)  # exact in f32
+            e = x.astype(ml_dtypes.float8_e4m3fn)
+            q[rs, cs] = e.view(np.uint8)
+            changed[rs, cs] = e.astype(F32) != x
+    return q, tiles, changed
+
+
+def reencode_inputs(rng):
+    cases = {}
+    n, k = 130, 256
+    codes = rng.integers(0, 16, size=(n, k)).astype(np.uint8)
+    # within the bound: every gap 0..14 appears in every tile
+    gaps = (np.arange(n)[:, None] + np.arange(k // 32)[None, :]) % 15
+    cases["exact_130x256"] = (codes, (118 - gaps).astype(np.uint8))
+    # past the bound: one group 15 and one 17 binades below its tile's largest
+    s = np.full((n, k // 32), 118, dtype=np.uint8)
+    s[3, 1], s[129, 5] = 103, 101
+    cases["lossy_130x256"] = (codes, s)
+    # small scales: largest group byte below 6, tile byte clamps to 0
+    cases["tiny_scales_4x64"] = (rng.integers(0, 16, size=(4, 64)).astype(np.uint8),
+                                 rng.integers(0, 5, size=(4, 2)).astype(np.uint8))
+    return cases
+
+
 def generate(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(20261125)
@@ -230,6 +272,18 @@ def generate(out_dir):
         mx["cases"].append(case)
     with open(os.path.join(out_dir, "mx_blocks.json"), "w") as f:
         json.dump(mx, f, indent=0)
+
+    re = {"generator": ds["generator"], "numpy": np.__version__, "ml_dtypes": ml_dtypes.__version__,
+          "cases": []}
+    for name, (codes, scales) in reencode_inputs(rng).items():
+        n, k = codes.shape
+        q, tiles, changed = reencode_fp4_to_fp8(codes, scales)
+        packed = np.concatenate([pack_bits_lsb(r, 4) for r in codes])
+        re["cases"].append({"name": name, "n": n, "k": k, "packed": hex_bytes(packed),
+                            "scales": hex_bytes(scales), "codes_e4m3": hex_bytes(q),
+                            "tile_scales": hex_bytes(tiles), "inexact": int(changed.sum())})
+    with open(os.path.join(out_dir, "reencode_fp4_fp8.json"), "w") as f:
+        json.dump(re, f, indent=0)
 
     # sub-byte packing: FP6 and FP4 as little-endian bit streams (numpy packbits, bitorder little)
     pk = {"generator": ds["generator"], "cases": []}

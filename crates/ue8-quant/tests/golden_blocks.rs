@@ -5,8 +5,9 @@ use half::bf16;
 use serde_json::Value;
 use ue8_quant::mxfp4::{dequantize_mxfp4_to_f32, quantize_mxfp4_f32, quantize_mxfp4_ref};
 use ue8_quant::{
-    pack_e2m1, pack_fp6, scales_to_e8m0, unpack_e2m1, unpack_fp6, BlockFp8, MxElement, MxScaleRule,
-    MxScheme, NonFinite, QuantError, ScaleRule,
+    pack_e2m1, pack_fp6, reencode_mxfp4_to_fp8, reencode_mxfp4_to_fp8_lossy, scales_to_e8m0,
+    unpack_e2m1, unpack_fp6, BlockFp8, MxElement, MxScaleRule, MxScheme, NonFinite, QuantError,
+    ScaleRule,
 };
 
 fn fixture(name: &str) -> Value {
@@ -265,4 +266,40 @@ fn packing_matches_numpy_packbits() {
         );
         assert_eq!(back, codes);
     }
+}
+
+/// DeepSeek-V4 FP4 -> FP8 re-encode against gen_blocks.py's numpy version (tile byte = largest
+/// group byte - 6, E4M3 by ml_dtypes RNE): exact cases byte for byte, lossy ones refused by the
+/// exact entry point and matched byte for byte by the lossy one.
+#[test]
+fn reencode_fp4_to_fp8_matches_numpy() {
+    let doc = fixture("reencode_fp4_fp8.json");
+    let mut lossy_seen = false;
+    for case in doc["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().unwrap_or("?");
+        let (n, k) = (
+            case["n"].as_u64().unwrap_or(0) as usize,
+            case["k"].as_u64().unwrap_or(0) as usize,
+        );
+        let (packed, scales) = (hex(&case["packed"]), hex(&case["scales"]));
+        let (want_q, want_t) = (hex(&case["codes_e4m3"]), hex(&case["tile_scales"]));
+        let inexact = case["inexact"].as_u64().unwrap_or(u64::MAX);
+        let (mut q, mut t) = (vec![0u8; n * k], vec![0u8; want_t.len()]);
+        let exact = reencode_mxfp4_to_fp8(&packed, &scales, n, k, &mut q, &mut t);
+        if inexact == 0 {
+            let r = exact.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!((&q, &t), (&want_q, &want_t), "{name}");
+            assert_eq!(r.inexact, 0);
+        } else {
+            lossy_seen = true;
+            assert!(
+                matches!(exact, Err(QuantError::ReencodeNotExact { .. })),
+                "{name}"
+            );
+            let r = reencode_mxfp4_to_fp8_lossy(&packed, &scales, n, k, &mut q, &mut t).unwrap();
+            assert_eq!((&q, &t), (&want_q, &want_t), "{name}");
+            assert_eq!(r.inexact, inexact, "{name}");
+        }
+    }
+    assert!(lossy_seen);
 }
