@@ -1,7 +1,9 @@
-//! Text generation loop and llama-bench-style speed measurement over a [`Session`].
+//! Text generation loop and llama-bench-style speed measurement over any [`CausalSession`]
+//! (Llama or DeepSeek).
 
 use crate::error::{EngineError, Result};
-use crate::models::llama::{Logits, Session};
+use crate::models::llama::Logits;
+use crate::models::CausalSession;
 use crate::sampler::{argmax, Sampler};
 use std::time::Instant;
 
@@ -20,7 +22,7 @@ pub struct GenerationStats {
 /// calling `on_token` with each; stops at a token for which `is_eos` is true (not passed on) or
 /// when the context is full.
 pub fn generate(
-    session: &mut Session,
+    session: &mut (impl CausalSession + ?Sized),
     sampler: &mut Sampler,
     prompt: &[u32],
     max_tokens: usize,
@@ -72,7 +74,11 @@ pub fn generate(
 }
 
 /// Greedy continuation of `prompt` for `n` tokens (no EOS stop): for comparisons with peers.
-pub fn greedy_tokens(session: &mut Session, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
+pub fn greedy_tokens(
+    session: &mut (impl CausalSession + ?Sized),
+    prompt: &[u32],
+    n: usize,
+) -> Result<Vec<u32>> {
     let mut sampler = Sampler::new(Default::default());
     let mut out = Vec::with_capacity(n);
     generate(session, &mut sampler, prompt, n, &|_| false, &mut |t| {
@@ -107,7 +113,7 @@ pub struct BenchResult {
 /// empty cache; decode `n` tokens one at a time from an empty cache (no sampling). The session
 /// must take batches of `p` tokens and hold max(p, n) tokens. `p` or `n` may be 0 to skip a test.
 pub fn bench(
-    session: &mut Session,
+    session: &mut (impl CausalSession + ?Sized),
     p: usize,
     n: usize,
     reps: usize,

@@ -8,7 +8,8 @@
 //! - perplexity = exp(mean negative log-likelihood).
 
 use crate::error::{EngineError, Result};
-use crate::models::llama::{Logits, Session};
+use crate::models::llama::Logits;
+use crate::models::CausalSession;
 use crate::sampler::argmax;
 
 /// What one perplexity run measured.
@@ -38,7 +39,7 @@ pub fn nll(logits: &[f32], target: usize) -> f64 {
 
 /// Run the evaluation. `progress(chunk_done, chunks, running_ppl)` is called after each chunk.
 pub fn perplexity(
-    session: &mut Session,
+    session: &mut (impl CausalSession + ?Sized),
     tokens: &[u32],
     ctx: usize,
     max_chunks: Option<usize>,

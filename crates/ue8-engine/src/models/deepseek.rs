@@ -458,3 +458,27 @@ fn add_into(x: &mut [f32], y: &[f32]) {
         *a += b;
     }
 }
+
+impl crate::models::CausalSession for DeepseekSession<'_, '_> {
+    fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<&[f32]> {
+        DeepseekSession::forward(self, tokens, want)
+    }
+    fn position(&self) -> usize {
+        self.pos
+    }
+    fn context(&self) -> usize {
+        self.ctx
+    }
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+    fn reset(&mut self) {
+        self.pos = 0;
+    }
+    fn vocab_size(&self) -> usize {
+        self.model.config.vocab_size
+    }
+    fn kv_cache_bytes(&self) -> usize {
+        self.cache.len() * 4
+    }
+}
