@@ -6,6 +6,27 @@ use ue8_plan::bandwidth::measure_read_bandwidth;
 use ue8_plan::catalog::{this_cpu_row, Catalog};
 use ue8_plan::export_control::classify;
 
+/// Append a line to an output buffer (the whole output is written at once, see `emit`).
+macro_rules! outln {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+/// Write the output to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// Arguments of `ue8 chips`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,6 +42,7 @@ pub struct Args {
 const CPU_BANDWIDTH_SECONDS: f64 = 0.3;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut o = String::new();
     let mut catalog = Catalog::builtin()?;
     if !args.no_cpu {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -49,12 +71,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "export_rule": catalog.export_rule,
             "chips": chips,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        outln!(o, "{}", serde_json::to_string_pretty(&doc)?);
+        return emit(&o);
     }
-    println!(
+    outln!(
+        o,
         "{:<16} {:<32} {:>10} {:>12} {:>11} {:>11} {:>11} {:<6} {:<20}",
-        "id", "name", "memory GB", "bw GB/s", "BF16 TF", "FP8 TF", "FP4 TF", "year", "ECCN 3A090"
+        "id",
+        "name",
+        "memory GB",
+        "bw GB/s",
+        "BF16 TF",
+        "FP8 TF",
+        "FP4 TF",
+        "year",
+        "ECCN 3A090"
     );
     for c in &catalog.chips {
         let f = |x: &Option<ue8_plan::Figure>| match x {
@@ -71,7 +102,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             "-".to_string()
         };
-        println!(
+        outln!(
+            o,
             "{:<16} {:<32} {:>10} {:>12} {:>11} {:>11} {:>11} {:<6} {:<20}",
             c.id,
             c.name,
@@ -88,12 +120,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             classify(c, &catalog.export_rule).class
         );
     }
-    println!(
+    outln!(
+        o,
         "\nMarks: † reported/estimate, ‡ single third-party compilation (low), * ue8 assumption, (m) measured here; unmarked = vendor datasheet. Dense figures (no sparsity)."
     );
-    println!(
+    outln!(
+        o,
         "Every figure's source: `ue8 chips --json`. Export classification (informational): {} ({}).",
         catalog.export_rule.name, catalog.export_rule.date
     );
-    Ok(())
+    emit(&o)
 }

@@ -8,6 +8,27 @@ use ue8_plan::catalog::{this_cpu_row, Catalog, Chip};
 use ue8_plan::plan::{Plan, PlanOptions, DEFAULT_HEADROOM};
 use ue8_plan::{builtin, formats_for, WeightFormat};
 
+/// Append a line to an output buffer (the whole output is written at once, see `emit`).
+macro_rules! outln {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+/// Write the output to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// Arguments of `ue8 plan`.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -61,11 +82,12 @@ pub struct Args {
 const CPU_BANDWIDTH_SECONDS: f64 = 0.3;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut o = String::new();
     if args.list_models {
         for (name, _) in builtin::BUILTIN_MODELS {
-            println!("{name}");
+            outln!(o, "{name}");
         }
-        return Ok(());
+        return emit(&o);
     }
     let model_arg = args.model.as_deref().unwrap_or_default();
     if !(0.0..1.0).contains(&args.headroom) {
@@ -144,18 +166,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "rows": plan.rows,
             "export_rule": catalog.export_rule,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        outln!(o, "{}", serde_json::to_string_pretty(&doc)?);
+        return emit(&o);
     }
-    print_table(model_arg, &plan, &chips, &catalog);
+    print_table(&mut o, model_arg, &plan, &chips, &catalog);
     if args.verbose {
-        println!("\nTensor groups (main model): name, parameters, active per token");
+        outln!(
+            o,
+            "\nTensor groups (main model): name, parameters, active per token"
+        );
         let b = ue8_plan::ParamBreakdown::of(&spec);
         for (name, p, a) in ue8_plan::plan::group_listing(&b) {
-            println!("  {name:60} {p:>16} {a:>16}");
+            outln!(o, "  {name:60} {p:>16} {a:>16}");
         }
     }
-    Ok(())
+    emit(&o)
 }
 
 fn select_formats(arg: &str, spec: &ue8_plan::ModelSpec) -> anyhow::Result<Vec<WeightFormat>> {
@@ -190,27 +215,33 @@ fn rate(v: Option<f64>) -> String {
     }
 }
 
-fn print_table(model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog) {
+fn print_table(o: &mut String, model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog) {
     let m = &plan.model;
     let p = &m.params;
-    println!(
+    outln!(
+        o,
         "ue8 plan: {model_arg} ({}, {} layers, from {})",
-        m.model_type, m.layers, m.origin
+        m.model_type,
+        m.layers,
+        m.origin
     );
-    println!(
+    outln!(
+        o,
         "  parameters: {} total, {} active per token (lm_head counts; the {} input embedding is a lookup)",
         billions(p.total),
         billions(p.active),
         billions(p.embedding)
     );
     if p.mtp_total > 0 {
-        println!(
+        outln!(
+            o,
             "  MTP module, apart: {} ({} active)",
             billions(p.mtp_total),
             billions(p.mtp_active)
         );
     }
-    println!(
+    outln!(
+        o,
         "  KV cache (BF16): {:.0} bytes per token; {} tokens x {} sequence(s) = {}",
         m.kv_bytes_per_token,
         plan.options.context,
@@ -229,16 +260,18 @@ fn print_table(model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog)
             )
         })
         .collect();
-    println!("  weights as stored: {}", fmts.join(" | "));
-    println!(
+    outln!(o, "  weights as stored: {}", fmts.join(" | "));
+    outln!(
+        o,
         "  chips needed hold weights + KV with {:.0}% of each chip's memory kept free; decode bound = batch x chips x bandwidth / bytes read per step (weights of the selected experts + KV at full context); prefill bound = chips x dense peak / (2 x active params + attention FLOPs) per token",
         plan.options.headroom * 100.0
     );
     for n in &m.notes {
-        println!("  note: {n}");
+        outln!(o, "  note: {n}");
     }
-    println!();
-    println!(
+    outln!(o);
+    outln!(
+        o,
         "{:<30} {:<18} {:<44} {:>9} {:>6} {:>12} {:>10} {:>13}  ECCN 3A090 (TPP, PD)",
         "chip",
         "format",
@@ -255,7 +288,8 @@ fn print_table(model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog)
         let pd = e
             .performance_density
             .map_or("PD unknown".to_string(), |d| format!("PD {d:.2}"));
-        println!(
+        outln!(
+            o,
             "{:<30} {:<18} {:<44} {:>9} {:>6} {:>12} {:>10} {:>13}  {} ({tpp}, {pd})",
             truncate(&row.chip_name, 30),
             row.format.name(),
@@ -268,14 +302,15 @@ fn print_table(model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog)
             e.class
         );
     }
-    println!();
-    println!("Chip figures used (mark: † reported, ‡ low confidence, * assumption, (m) measured; none = datasheet):");
+    outln!(o);
+    outln!(o, "Chip figures used (mark: † reported, ‡ low confidence, * assumption, (m) measured; none = datasheet):");
     for c in chips {
         let f = |x: &Option<ue8_plan::Figure>, unit: &str| match x {
             Some(v) => format!("{}{}{}", significant(v.value), unit, v.confidence.mark()),
             None => "?".to_string(),
         };
-        println!(
+        outln!(
+            o,
             "  {:<30} mem {:<10} bw {:<12} bf16 {:<12} fp8 {:<12} fp4 {:<10} die {}",
             truncate(&c.name, 30),
             f(&c.memory_gb, " GB"),
@@ -286,7 +321,8 @@ fn print_table(model_arg: &str, plan: &Plan, chips: &[&Chip], catalog: &Catalog)
             f(&c.die_area_mm2, " mm2"),
         );
     }
-    println!(
+    outln!(
+        o,
         "Sources: `ue8 chips --json` lists each figure's source. Export classification is informational: {} ({}).",
         catalog.export_rule.name, catalog.export_rule.date
     );
