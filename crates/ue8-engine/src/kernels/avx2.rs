@@ -532,12 +532,10 @@ pub(crate) unsafe fn matmul_rows<'a>(
             WeightData::E4m3Tiles { q, scales } => {
                 let tiles_per_row = k.div_ceil(E4M3_TILE);
                 let scale = |r: usize, b: usize| {
-                    // Validation checked the grid size and that scale * 2^8 is finite.
-                    scales
-                        .get((r / E4M3_TILE) * tiles_per_row + b)
-                        .copied()
-                        .unwrap_or(0.0)
-                        * 256.0
+                    // SAFETY (inside the unsafe block above): validation made scales.len() == ceil(n/128) * tiles_per_row and the
+                    // kernels pass r < n, b < tiles_per_row. Validation also checked that
+                    // scale * 2^8 (the F16C decode's constant) is finite.
+                    *scales.get_unchecked((r / E4M3_TILE) * tiles_per_row + b) * 256.0
                 };
                 let tail = |row: &[u8], c: usize| {
                     mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
@@ -554,7 +552,9 @@ pub(crate) unsafe fn matmul_rows<'a>(
                     MxElement::E2M1 => &LUT_E2M1,
                 };
                 let scale = |r: usize, b: usize| {
-                    lut[usize::from(scales.get(r * blocks + b).copied().unwrap_or(0xFF))]
+                    // SAFETY (inside the unsafe block above): validation made scales.len() == n * blocks; the kernels pass r < n and
+                    // b < blocks. Any byte indexes the 256-entry table.
+                    lut[usize::from(*scales.get_unchecked(r * blocks + b))]
                 };
                 let unfold = pow2(-elem.fold_log2());
                 let tail = |row: &[u8], c: usize| mx_value(elem, mx_code(elem, row, c)) * unfold;
