@@ -5,6 +5,7 @@ SwiGLU, RMS norm), not from ue8's code. Weights are dequantized with ml_dtypes (
 DeepSeek 128x128 FP8 tiles and the MX layouts of docs/layouts.md.
 
 Usage: python3 ref_forward.py MODEL_DIR TOKEN_IDS...   (prints the argmax of each position)
+       python3 ref_forward.py --dump OUT.json MODEL_DIR TOKEN_IDS...   (writes the logits)
 """
 import json
 import math
@@ -167,7 +168,20 @@ def forward(cfg, w, tokens):
     return x @ head.T
 
 
+
+
+def dump(model_dir, tokens, out_path):
+    """Write {"tokens", "logits"} (f32-rounded) for `tokens` to out_path (used by slow tests)."""
+    cfg, w = load(model_dir)
+    logits = forward(cfg, w, tokens).astype(np.float32)
+    with open(out_path, "w") as f:
+        json.dump({"tokens": tokens, "logits": [[float(v) for v in row] for row in logits]}, f)
+
+
 if __name__ == "__main__":
-    cfg, w = load(sys.argv[1])
-    toks = [int(t) for t in sys.argv[2:]]
-    print(forward(cfg, w, toks).argmax(-1).tolist())
+    if sys.argv[1] == "--dump":  # ref_forward.py --dump OUT.json MODEL_DIR TOKEN_IDS...
+        dump(sys.argv[3], [int(t) for t in sys.argv[4:]], sys.argv[2])
+    else:
+        cfg, w = load(sys.argv[1])
+        toks = [int(t) for t in sys.argv[2:]]
+        print(forward(cfg, w, toks).argmax(-1).tolist())

@@ -8,6 +8,8 @@ use crate::error::{EngineError, Result};
 use crate::layers::{self, AttentionShape, RopeTable};
 use crate::matmul::Matmul;
 use crate::weights::Linear;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Weights of one decoder layer.
 pub struct Layer<'a> {
@@ -159,8 +161,11 @@ pub struct Session<'m, 'a> {
     att: Vec<f32>,     // [B, hq]
     gate: Vec<f32>,    // [B, f]
     up: Vec<f32>,      // [B, f]
-    scores: Vec<f32>,  // [ctx]
-    logits: Vec<f32>,  // [B, V]
+    /// Per-thread attention scratch: scores [ctx] then one head's output [head_dim].
+    thread_scratch: Vec<Mutex<Vec<f32>>>,
+    /// Attention output written by the pool's threads (f32 bits; each element by one thread).
+    att_shared: Vec<AtomicU32>, // [B, hq]
+    logits: Vec<f32>, // [B, V]
 }
 
 fn alloc(a: usize, b: usize, what: &str) -> Result<Vec<f32>> {
@@ -207,7 +212,10 @@ impl<'m, 'a> Session<'m, 'a> {
             att: alloc(b, c.q_dim(), "activations")?,
             gate: alloc(b, c.intermediate_size, "activations")?,
             up: alloc(b, c.intermediate_size, "activations")?,
-            scores: alloc(1, ctx, "attention scores")?,
+            thread_scratch: (0..mm.threads())
+                .map(|_| alloc(1, ctx + c.head_dim, "attention scores").map(Mutex::new))
+                .collect::<Result<_>>()?,
+            att_shared: (0..b * c.q_dim()).map(|_| AtomicU32::new(0)).collect(),
             logits: alloc(b, c.vocab_size, "logits")?,
         })
     }
@@ -316,22 +324,43 @@ impl<'m, 'a> Session<'m, 'a> {
                 self.k_cache[off..off + hkv].copy_from_slice(k);
                 self.v_cache[off..off + hkv].copy_from_slice(&self.v[i * hkv..(i + 1) * hkv]);
             }
-            // att[m, hq]: each token attends to the cache up to its own position
+            // att[m, hq]: each (token, head) attends to the cache up to the token's own position;
+            // the pairs are shared out over the pool's threads.
             let kc = &self.k_cache[l * layer_cache..(l + 1) * layer_cache];
             let vc = &self.v_cache[l * layer_cache..(l + 1) * layer_cache];
-            for i in 0..m {
-                for h in 0..c.num_attention_heads {
+            let nh = c.num_attention_heads;
+            let ctx = self.ctx;
+            let (q, shared, scratch) = (&self.q, &self.att_shared, &self.thread_scratch);
+            let next = AtomicUsize::new(0);
+            mm.pool().run(&|t| {
+                let Some(slot) = scratch.get(t) else { return };
+                let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+                let (scores, out) = guard.split_at_mut(ctx);
+                loop {
+                    let item = next.fetch_add(1, Ordering::Relaxed);
+                    if item >= m * nh {
+                        break;
+                    }
+                    let (i, h) = (item / nh, item % nh);
+                    let off = i * hq + h * hd;
                     layers::attend_one_head(
                         shape,
                         h,
                         pos0 + i,
-                        &self.q[i * hq + h * hd..i * hq + (h + 1) * hd],
+                        &q[off..off + hd],
                         kc,
                         vc,
-                        &mut self.scores,
-                        &mut self.att[i * hq + h * hd..i * hq + (h + 1) * hd],
+                        scores,
+                        out,
                     );
+                    for (dst, v) in shared[off..off + hd].iter().zip(out.iter()) {
+                        dst.store(v.to_bits(), Ordering::Relaxed);
+                    }
                 }
+            });
+            // pool.run returns after every thread finished: all stores are visible here
+            for (a, s) in self.att[..m * hq].iter_mut().zip(&self.att_shared) {
+                *a = f32::from_bits(s.load(Ordering::Relaxed));
             }
             // x += att Wo^T
             mm.matmul(
