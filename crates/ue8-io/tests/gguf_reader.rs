@@ -490,3 +490,18 @@ proptest! {
         let _ = parse(&bytes);
     }
 }
+
+/// Fuzzer find (gguf_header, 2026-11-25): a header that ends before its alignment padding, with one
+/// zero-element tensor at offset 0. The tensor "starts" past the end of the file; it is empty, so the
+/// file is valid and asking for its bytes gives an empty slice instead of an error.
+#[test]
+fn empty_tensor_past_the_end_regression() {
+    let p = fixture("fuzz-crash-empty-tensor-past-eof.gguf");
+    let f = GgufFile::open(&p).unwrap();
+    let h = f.header();
+    assert!(h.data_offset > std::fs::metadata(&p).unwrap().len());
+    assert_eq!(h.tensors.len(), 1);
+    assert_eq!(h.tensors[0].n_bytes, 0);
+    assert_eq!(f.tensor_bytes(&h.tensors[0]).unwrap(), &[] as &[u8]);
+    assert_eq!(f.dequantize(&h.tensors[0]).unwrap(), Vec::<f32>::new());
+}
