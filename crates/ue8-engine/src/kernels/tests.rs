@@ -578,3 +578,23 @@ fn errors_name_the_problem() {
         "{msg}"
     );
 }
+
+#[test]
+fn empty_reduction_gives_zeros() {
+    // k = 0: every output is an empty sum, for every format and ISA, with and without a pool.
+    let mut rng = Rng(5);
+    let pool = Pool::with_spin(2, std::time::Duration::ZERO).unwrap_or_else(|e| panic!("{e}"));
+    for kind in KINDS {
+        let case = make_case(kind, 37, 0, &mut rng);
+        let w = case.matrix();
+        for isa in Isa::supported() {
+            let mut y = vec![f32::NAN; 2 * 37];
+            matmul_rows_with(isa, &w, &[], 2, 0..37, &mut y).unwrap_or_else(|e| panic!("{e}"));
+            assert!(y.iter().all(|&v| v == 0.0), "{kind:?} {isa:?}");
+        }
+        let mut y = vec![f32::NAN; 37];
+        pool.matmul(&w, &[], 1, &mut y)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(y.iter().all(|&v| v == 0.0), "{kind:?} pool");
+    }
+}
