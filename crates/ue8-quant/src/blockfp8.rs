@@ -105,7 +105,7 @@ impl Fp8Source for f16 {
         _: bool,
         q: &mut [u8],
     ) -> u64 {
-        kernels::scalar::encode_tile_e4m3(src, k, cols, op, q)
+        kernels::scalar::encode_tile_e4m3(src, k, cols, op, true, q)
     }
 }
 
@@ -353,7 +353,7 @@ impl BlockFp8 {
                 .fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
             *s = self.rule.scale_from_amax(f32::from_bits(finite_max));
             let op = ScaleOp::for_scale(*s);
-            report.clipped += kernels::scalar::encode_tile_e4m3(src, k, cols, op, q);
+            report.clipped += kernels::scalar::encode_tile_e4m3(src, k, cols, op, true, q);
         }
         Ok(report)
     }

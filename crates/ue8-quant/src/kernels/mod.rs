@@ -41,18 +41,7 @@ impl Isa {
     /// Every variant this CPU runs, slowest first.
     pub fn available() -> Vec<Isa> {
         let mut v = vec![Isa::Scalar];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c")
-            {
-                v.push(Isa::Avx2);
-                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-                    v.push(Isa::Avx512);
-                }
-            }
-        }
+        v.extend(simd_variants());
         v
     }
 
@@ -64,6 +53,28 @@ impl Isa {
             Isa::Avx512 => "avx512",
         }
     }
+}
+
+/// SIMD variants of this x86-64 CPU, slowest first.
+#[cfg(target_arch = "x86_64")]
+fn simd_variants() -> Vec<Isa> {
+    let mut v = Vec::new();
+    if is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+    {
+        v.push(Isa::Avx2);
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            v.push(Isa::Avx512);
+        }
+    }
+    v
+}
+
+/// No SIMD variants yet off x86-64 (a NEON variant would be listed here).
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_variants() -> Vec<Isa> {
+    Vec::new()
 }
 
 /// How a source value is brought into the E4M3 range: `v * inv` for a power-of-two scale (exact,
@@ -134,7 +145,7 @@ pub(crate) fn encode_tile_e4m3_f32(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` only comes from `Isa::available`, after detecting its features.
         Isa::Avx512 => unsafe { avx512::encode_tile_e4m3_f32(src, k, cols, op, may_clip, q) },
-        _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
+        _ => scalar::encode_tile_e4m3(src, k, cols, op, may_clip, q),
     }
 }
 
@@ -155,7 +166,7 @@ pub(crate) fn encode_tile_e4m3_bf16(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` only comes from `Isa::available`, after detecting its features.
         Isa::Avx512 => unsafe { avx512::encode_tile_e4m3_bf16(src, k, cols, op, may_clip, q) },
-        _ => scalar::encode_tile_e4m3(src, k, cols, op, q),
+        _ => scalar::encode_tile_e4m3(src, k, cols, op, may_clip, q),
     }
 }
 

@@ -26,12 +26,14 @@ pub(crate) fn tile_max_abs_bits<T: SourceElement>(src: &[T], k: usize, cols: Ran
         .fold(0, |m, seg| m.max(max_abs_bits(seg)))
 }
 
-/// E4M3-encodes columns `cols` of every row of a band into `q`; returns clipped.
+/// E4M3-encodes columns `cols` of every row of a band into `q`; returns clipped. The scalar
+/// encoder always clamps, so the `may_clip` hint of the SIMD kernels is not needed here.
 pub(crate) fn encode_tile_e4m3<T: SourceElement>(
     src: &[T],
     k: usize,
     cols: Range<usize>,
     op: ScaleOp,
+    _may_clip: bool,
     q: &mut [u8],
 ) -> u64 {
     let mut clipped = 0;
