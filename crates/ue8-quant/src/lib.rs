@@ -11,10 +11,15 @@
 //! - [`mxfp4`]: packed MXFP4 in the Hugging Face / gpt-oss layout with fast kernels;
 //!   [`pack`]: FP4 / FP6 bit packing and GGUF's [`BlockMxfp4`].
 //! - [`ErrorStats`]: max-abs, RMS, SNR, cosine and clipped share (formats.md section 4).
-//! - [`reencode_mxfp4_to_fp8`]: DeepSeek-V4 FP4 experts to FP8 with 128x128 UE8M0 tiles, exactly.
+//! - [`reencode_mxfp4_to_fp8`]: DeepSeek-V4 FP4 experts to FP8 with 128x128 UE8M0 tiles, exactly
+//!   (refused past the proven bound [`REENCODE_MAX_GAP`]); [`check_reencode_mxfp4_to_fp8`] is the
+//!   dry run, [`reencode_mxfp4_to_fp8_lossy`] the `--allow-lossy` variant.
 //!
-//! Kernels pick AVX2+FMA+F16C or scalar once per process ([`Isa::detect`]); every fast path has
-//! a scalar reference (`*_ref`) it is tested against bit for bit.
+//! Kernels pick AVX-512, AVX2+FMA+F16C or scalar once per process ([`Isa::detect`]); every fast
+//! path has a scalar reference (`*_ref`, or [`MxScheme::quantize`]) it is tested against bit for
+//! bit, and the references are tested against an independent numpy implementation
+//! (`tools/golden/gen_blocks.py`, fixtures in `tests/fixtures/`). Whole-tensor entry points ending
+//! in `_par` split the rows over the rayon pool (128-row bands are independent).
 //!
 //! ```
 //! use ue8_quant::{BlockFp8, NonFinite};
