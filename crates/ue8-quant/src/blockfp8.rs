@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use ue8_formats::E8M0;
 
 use crate::kernels::{self, Isa, ScaleOp};
+use crate::metrics::ErrorStats;
 use crate::rules::{NonFinite, ScaleRule, E4M3_MAX};
 use crate::shape::{blocks, check_len, elements};
 use crate::source::SourceElement;
@@ -233,6 +234,71 @@ impl BlockFp8 {
         scales_out: &mut [f32],
     ) -> Result<QuantReport, QuantError> {
         self.quantize_par_with(Isa::detect(), src, n, k, nonfinite, q_out, scales_out)
+    }
+
+    /// Quantizes (bands of rows over the rayon pool, like [`BlockFp8::quantize_bf16_par`]) and
+    /// measures the error of the result against the source in the same pass over memory: each
+    /// band is dequantized and compared while it is still in cache. Equal to quantize, then
+    /// [`BlockFp8::dequantize_to_f32`], then [`ErrorStats::add_slices`] (sums up to f64
+    /// reassociation), with the clipped count already added. The converter's hot path.
+    pub fn quantize_with_stats_par<T: Fp8Source>(
+        &self,
+        src: &[T],
+        n: usize,
+        k: usize,
+        nonfinite: NonFinite,
+        q_out: &mut [u8],
+        scales_out: &mut [f32],
+    ) -> Result<(QuantReport, ErrorStats), QuantError> {
+        let isa = Isa::detect();
+        let (_, _, gc) = self.check(n, k, src.len(), q_out.len(), scales_out.len())?;
+        let band = self.tile_rows.min(n) * k;
+        let results: Vec<Result<(QuantReport, ErrorStats), QuantError>> = src
+            .par_chunks(band)
+            .zip(q_out.par_chunks_mut(band))
+            .zip(scales_out.par_chunks_mut(gc))
+            .enumerate()
+            .map(|(b, ((s, q), sc))| {
+                let report = self
+                    .quantize_band(isa, s, k, nonfinite, q, sc)
+                    .map_err(|e| shift_rows(e, b * self.tile_rows))?;
+                let mut stats = self.band_stats(isa, s, q, sc, k);
+                stats.add_clipped(report.clipped);
+                Ok((report, stats))
+            })
+            .collect();
+        let mut total = (QuantReport::default(), ErrorStats::new());
+        for r in results {
+            let (report, stats) = r?;
+            total.0 = total.0.merge(report);
+            total.1.merge(&stats);
+        }
+        Ok(total)
+    }
+
+    /// Error statistics of one quantized band against its source, tile segment by segment.
+    fn band_stats<T: Fp8Source>(
+        &self,
+        isa: Isa,
+        src: &[T],
+        q: &[u8],
+        scales: &[f32],
+        k: usize,
+    ) -> ErrorStats {
+        let tc = self.tile_cols.min(k);
+        let (mut reference, mut decoded) = (vec![0f32; tc], vec![0f32; tc]);
+        let mut stats = ErrorStats::new();
+        for (row, qrow) in src.chunks(k).zip(q.chunks(k)) {
+            for ((seg, qseg), &s) in row.chunks(tc).zip(qrow.chunks(tc)).zip(scales) {
+                let (r, d) = (&mut reference[..seg.len()], &mut decoded[..seg.len()]);
+                for (o, v) in r.iter_mut().zip(seg) {
+                    *o = v.to_f32();
+                }
+                kernels::decode_e4m3_f32(isa, qseg, s, d);
+                stats.add_slices(r, d);
+            }
+        }
+        stats
     }
 
     /// Quantize with a chosen kernel variant (tests and benchmarks run every variant).

@@ -376,3 +376,60 @@ fn f16_and_bf16_sources_match_f32() {
     mx.quantize_bf16(&wb, n, k, &mut c2, &mut s2).unwrap();
     assert_eq!((c1, s1), (c2, s2));
 }
+
+#[test]
+fn quantize_with_stats_equals_quantize_dequantize_compare() {
+    use half::bf16;
+    let (n, k) = (300, 333);
+    let w: Vec<bf16> = (0..n * k)
+        .map(|i| bf16::from_f32(((i * 7919 % 4001) as f32 - 2000.0) * 1e-3 * (1 + i % 7) as f32))
+        .collect();
+    for scheme in [BlockFp8::WEIGHT, BlockFp8::WEIGHT.with_rule(ScaleRule::F32)] {
+        let (gr, gc) = scheme.scale_grid(n, k).unwrap();
+        let (mut q, mut s) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+        let rep = scheme
+            .quantize_bf16(&w, n, k, NonFinite::Reject, &mut q, &mut s)
+            .unwrap();
+        let mut back = vec![0f32; n * k];
+        scheme.dequantize_to_f32(&q, &s, n, k, &mut back).unwrap();
+        let wf: Vec<f32> = w.iter().map(|v| v.to_f32()).collect();
+        let mut want = ErrorStats::new();
+        want.add_slices(&wf, &back);
+        want.add_clipped(rep.clipped);
+        let (mut q2, mut s2) = (vec![0u8; n * k], vec![0f32; gr * gc]);
+        let (rep2, got) = scheme
+            .quantize_with_stats_par(&w, n, k, NonFinite::Reject, &mut q2, &mut s2)
+            .unwrap();
+        assert_eq!((rep2, &q2, &s2), (rep, &q, &s));
+        assert_eq!(
+            (got.count, got.clipped, got.max_abs()),
+            (want.count, want.clipped, want.max_abs())
+        );
+        for (a, b) in [
+            (got.rms(), want.rms()),
+            (got.snr_db(), want.snr_db()),
+            (got.cosine(), want.cosine()),
+        ] {
+            assert!(
+                (a - b).abs() <= F64_REASSOCIATION_REL * b.abs(),
+                "{a} vs {b}"
+            );
+        }
+    }
+    let mut bad: Vec<f32> = vec![1.0; 4 * 300];
+    bad[2 * 300 + 7] = f32::NAN;
+    let e = BlockFp8::WEIGHT
+        .with_rule(ScaleRule::F32)
+        .quantize_with_stats_par(
+            &bad,
+            4,
+            300,
+            NonFinite::Reject,
+            &mut [0u8; 1200],
+            &mut [0f32; 3],
+        );
+    assert!(matches!(
+        e,
+        Err(QuantError::NonFinite { row: 2, col: 7, .. })
+    ));
+}
