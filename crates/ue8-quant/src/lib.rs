@@ -35,6 +35,7 @@
 //! ```
 
 mod blockfp8;
+mod e8m0_scales;
 mod error;
 pub mod kernels;
 mod metrics;
@@ -47,7 +48,8 @@ mod rules;
 mod shape;
 mod source;
 
-pub use blockfp8::{all_pow2, e8m0_to_scales, scales_to_e8m0, BlockFp8, Fp8Source, QuantReport};
+pub use blockfp8::{BlockFp8, Fp8Source, QuantReport};
+pub use e8m0_scales::{all_pow2, e8m0_to_scales, scales_to_e8m0};
 pub use error::QuantError;
 pub use kernels::Isa;
 pub use metrics::ErrorStats;

@@ -3,7 +3,7 @@
 //! [`ScaleRule::Ue8m0Ceil`]. A tensor whose scales are all powers of two already passes through
 //! with bytes and scales identical.
 
-use crate::blockfp8::all_pow2;
+use crate::e8m0_scales::all_pow2;
 use crate::kernels::Isa;
 use crate::metrics::ErrorStats;
 use crate::rules::{NonFinite, ScaleRule};
