@@ -10,6 +10,9 @@
 //! multiplying by 2^120 instead measured no faster with AVX2 and slower with AVX-512: the multiply
 //! competes with the FMAs.)
 
+// Token loops index several per-token arrays (accumulators, x rows) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -34,6 +37,44 @@ trait Decode16 {
     /// # Safety
     /// `row + byte_of(c) .. + READ` must be readable; the CPU must have AVX2, FMA and F16C.
     unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256);
+
+    /// Adds `w * x[t]` over the `B` columns at `c0` (a whole block) into the accumulators: even
+    /// 16-column steps into `e0/e1`, odd ones into `o0/o1` for one or two tokens.
+    ///
+    /// # Safety
+    /// As [`full_block`].
+    #[inline(always)]
+    unsafe fn block_dot<const B: usize, const T: usize>(
+        rp: *const u8,
+        xp: *const f32,
+        k: usize,
+        t0: usize,
+        c0: usize,
+        acc: &mut Accumulators<T>,
+    ) where
+        Self: Sized,
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            for j in 0..B / STEP {
+                // Two accumulator sets for one or two tokens, against FMA latency.
+                if T <= 2 && j % 2 == 1 {
+                    step16::<Self, T>(rp, xp, k, t0, c0 + j * STEP, &mut acc.o0, &mut acc.o1);
+                } else {
+                    step16::<Self, T>(rp, xp, k, t0, c0 + j * STEP, &mut acc.e0, &mut acc.e1);
+                }
+            }
+        }
+    }
+}
+
+/// Per-token accumulators of one block: even steps (`e0`, `e1`: columns 0-7 and 8-15 of each 16)
+/// and odd steps (`o0`, `o1`, used for one or two tokens only).
+pub(super) struct Accumulators<const T: usize> {
+    e0: [__m256; T],
+    e1: [__m256; T],
+    o0: [__m256; T],
+    o1: [__m256; T],
 }
 
 struct F32Fmt;
@@ -165,6 +206,95 @@ impl Decode16 for E2m1Fmt {
     }
 }
 
+/// MXFP4 against activations reordered evens-first within each 32 columns
+/// ([`deinterleave_blocks`]): the 16 bytes of a block give 16 even elements (low nibbles) and 16 odd
+/// ones (high nibbles) with one `pshufb` each and no interleaving shuffle. Partial blocks keep the
+/// natural order and go through `load16`.
+struct E2m1Deinterleaved;
+impl Decode16 for E2m1Deinterleaved {
+    fn byte_of(c: usize) -> usize {
+        E2m1Fmt::byte_of(c)
+    }
+    const READ: usize = E2m1Fmt::READ;
+    #[inline(always)]
+    unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256) {
+        // SAFETY: forwarded from the caller.
+        unsafe { E2m1Fmt::load16(row, c) }
+    }
+    #[inline(always)]
+    unsafe fn block_dot<const B: usize, const T: usize>(
+        rp: *const u8,
+        xp: *const f32,
+        k: usize,
+        t0: usize,
+        c0: usize,
+        acc: &mut Accumulators<T>,
+    ) {
+        // SAFETY: 16 readable bytes per 32 columns at rp + c/2 (caller: a whole block inside the
+        // row); x holds tokens t0 .. t0+T of k columns, reordered within this block.
+        unsafe {
+            let nib = _mm_set1_epi8(0x0F);
+            let table = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+            let widen = |v: __m128i| {
+                (
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)),
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(v))),
+                )
+            };
+            for j in 0..B / 32 {
+                let c = c0 + j * 32;
+                let v = _mm_loadu_si128(rp.add(c / 2) as *const __m128i);
+                let even = _mm_shuffle_epi8(table, _mm_and_si128(v, nib));
+                let odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16::<4>(v), nib));
+                let ((e_lo, e_hi), (o_lo, o_hi)) = (widen(even), widen(odd));
+                for t in 0..T {
+                    let xt = xp.add((t0 + t) * k + c);
+                    acc.e0[t] = _mm256_fmadd_ps(e_lo, _mm256_loadu_ps(xt), acc.e0[t]);
+                    acc.e1[t] = _mm256_fmadd_ps(e_hi, _mm256_loadu_ps(xt.add(8)), acc.e1[t]);
+                    if T <= 2 {
+                        acc.o0[t] = _mm256_fmadd_ps(o_lo, _mm256_loadu_ps(xt.add(16)), acc.o0[t]);
+                        acc.o1[t] = _mm256_fmadd_ps(o_hi, _mm256_loadu_ps(xt.add(24)), acc.o1[t]);
+                    } else {
+                        acc.e0[t] = _mm256_fmadd_ps(o_lo, _mm256_loadu_ps(xt.add(16)), acc.e0[t]);
+                        acc.e1[t] = _mm256_fmadd_ps(o_hi, _mm256_loadu_ps(xt.add(24)), acc.e1[t]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `x` [m, k] into `buf`, each 32 columns of each token's whole `block`-column blocks
+/// reordered as their 16 even columns then their 16 odd ones (the order the deinterleaved decoders
+/// read); the last partial block stays as it is. `buf` keeps its capacity between calls: no
+/// allocation in steady state.
+pub(super) fn deinterleave_blocks(x: &[f32], k: usize, block: usize, buf: &mut Vec<f32>) {
+    buf.clear();
+    buf.extend_from_slice(x);
+    if k == 0 || block == 0 {
+        return;
+    }
+    // Exactly the blocks `full_block` takes: whole blocks inside the 16-column vector part.
+    let whole = k / STEP * STEP / block * block;
+    for (src, dst) in x.chunks_exact(k).zip(buf.chunks_exact_mut(k)) {
+        for (s, d) in src[..whole]
+            .chunks_exact(32)
+            .zip(dst[..whole].chunks_exact_mut(32))
+        {
+            for j in 0..16 {
+                d[j] = s[2 * j];
+                d[16 + j] = s[2 * j + 1];
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch for reordered activations (deinterleaved decoders).
+    pub(super) static X_DEINTERLEAVED: std::cell::RefCell<Vec<f32>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Gathers the 16 six-bit fields of 12 bytes into 16-bit lanes (field j at bit offset 6j of the
 /// little-endian stream, docs/layouts.md) and shifts each so that its lowest bit lands on bit `t`.
 #[inline(always)]
@@ -288,20 +418,18 @@ unsafe fn full_block<D: Decode16, const B: usize, const T: usize>(
     // SAFETY: forwarded from the caller.
     unsafe {
         let zero = [_mm256_setzero_ps(); T];
-        let (mut e0, mut e1, mut o0, mut o1) = (zero, zero, zero, zero);
-        for j in 0..B / STEP {
-            // Two accumulator sets for one or two tokens, against FMA latency.
-            if T <= 2 && j % 2 == 1 {
-                step16::<D, T>(rp, xp, k, t0, c0 + j * STEP, &mut o0, &mut o1);
-            } else {
-                step16::<D, T>(rp, xp, k, t0, c0 + j * STEP, &mut e0, &mut e1);
-            }
-        }
+        let mut acc = Accumulators {
+            e0: zero,
+            e1: zero,
+            o0: zero,
+            o1: zero,
+        };
+        D::block_dot::<B, T>(rp, xp, k, t0, c0, &mut acc);
         let mut sum = zero;
         for t in 0..T {
-            sum[t] = _mm256_add_ps(e0[t], e1[t]);
+            sum[t] = _mm256_add_ps(acc.e0[t], acc.e1[t]);
             if T <= 2 {
-                sum[t] = _mm256_add_ps(sum[t], _mm256_add_ps(o0[t], o1[t]));
+                sum[t] = _mm256_add_ps(sum[t], _mm256_add_ps(acc.o0[t], acc.o1[t]));
             }
         }
         sum
@@ -453,6 +581,38 @@ unsafe fn run<D: Decode16, const B: usize>(
     }
 }
 
+/// Runs decoder `D` (a deinterleaved one) on activations reordered for blocks of `B`, or the
+/// natural-order decoder `N` if this thread's scratch is already in use (cannot happen from the pool).
+///
+/// # Safety
+/// As [`run`].
+#[inline(always)]
+unsafe fn run_deinterleaved<D: Decode16, N: Decode16, const B: usize>(
+    job: &Job,
+    m: usize,
+    rows: Range<usize>,
+    scale: &impl Fn(usize, usize) -> f32,
+    tail: &impl Fn(&[u8], usize) -> f32,
+) {
+    X_DEINTERLEAVED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            deinterleave_blocks(job.x, job.k, B, &mut buf);
+            let reordered = Job {
+                x: &buf,
+                data: job.data,
+                row_bytes: job.row_bytes,
+                n: job.n,
+                k: job.k,
+                out: job.out,
+            };
+            // SAFETY: forwarded from the caller; `buf` has x's shape.
+            unsafe { run::<D, B>(&reordered, m, rows, scale, tail) }
+        }
+        // SAFETY: forwarded from the caller.
+        Err(_) => unsafe { run::<N, B>(job, m, rows, scale, tail) },
+    })
+}
+
 /// 2^k as an f32 for k in [-149, 127].
 pub(super) const fn pow2(k: i32) -> f32 {
     if k >= -126 {
@@ -564,7 +724,9 @@ pub(crate) unsafe fn matmul_rows<'a>(
                     MxElement::E5M2 => run::<E5m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
                     MxElement::E3M2 => run::<E3m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
                     MxElement::E2M3 => run::<E2m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    MxElement::E2M1 => run::<E2m1Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    MxElement::E2M1 => run_deinterleaved::<E2m1Deinterleaved, E2m1Fmt, MX_BLOCK>(
+                        &j, m, rows, &scale, &tail,
+                    ),
                 }
             }
         }

@@ -13,7 +13,9 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::avx2::{self, pow2, Job, LUT_E2M1, LUT_E4M3, LUT_E5M2};
+use super::avx2::{
+    self, deinterleave_blocks, pow2, Job, LUT_E2M1, LUT_E4M3, LUT_E5M2, X_DEINTERLEAVED,
+};
 use super::reference::{mx_code, mx_value};
 use super::weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
 use super::OutPtr;
@@ -276,35 +278,6 @@ impl<D: Decode16, const SIGNED: bool> Decode16 for ByteDeinterleaved<D, SIGNED> 
             }
         }
     }
-}
-
-/// Copies `x` [m, k] into `buf`, each 32 columns of each token's whole `block`-column blocks
-/// reordered as their 16 even columns then their 16 odd ones (the order the deinterleaved decoders
-/// read); the last partial block stays as it is. `buf` keeps its capacity between calls: no allocation in steady state.
-fn deinterleave_blocks(x: &[f32], k: usize, block: usize, buf: &mut Vec<f32>) {
-    buf.clear();
-    buf.extend_from_slice(x);
-    if k == 0 || block == 0 {
-        return;
-    }
-    // Exactly the blocks `full_block` takes: whole blocks inside the 16-column vector part.
-    let whole = k / STEP * STEP / block * block;
-    for (src, dst) in x.chunks_exact(k).zip(buf.chunks_exact_mut(k)) {
-        for (s, d) in src[..whole]
-            .chunks_exact(MX_BLOCK)
-            .zip(dst[..whole].chunks_exact_mut(MX_BLOCK))
-        {
-            for j in 0..MX_BLOCK / 2 {
-                d[j] = s[2 * j];
-                d[MX_BLOCK / 2 + j] = s[2 * j + 1];
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// Per-thread scratch for reordered activations (deinterleaved decoders).
-    static X_DEINTERLEAVED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Sum over the `B` columns at `c0` (a whole block inside the vector part) of `w * x[t]`, per token.
