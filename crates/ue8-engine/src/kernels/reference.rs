@@ -102,10 +102,37 @@ pub(crate) unsafe fn matmul_rows_ref(
     rows: Range<usize>,
     out: OutPtr,
 ) {
+    // The scalar twins are also the production path where no SIMD variant exists (aarch64): the
+    // row buffer is per-thread scratch so that decode allocates nothing in steady state.
+    ROW.with(|cell| match cell.try_borrow_mut() {
+        // SAFETY: forwarded from the caller.
+        Ok(mut row) => unsafe { rows_into(w, x, m, rows, out, &mut row) },
+        // SAFETY: forwarded from the caller.
+        Err(_) => unsafe { rows_into(w, x, m, rows, out, &mut Vec::new()) },
+    })
+}
+
+thread_local! {
+    static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The reference loop with a caller-provided row buffer.
+///
+/// # Safety
+/// As [`matmul_rows_ref`].
+unsafe fn rows_into(
+    w: &WeightMatrix,
+    x: &[f32],
+    m: usize,
+    rows: Range<usize>,
+    out: OutPtr,
+    row: &mut Vec<f32>,
+) {
     let (n, k) = (w.n(), w.k());
-    let mut row = vec![0f32; k];
+    row.clear();
+    row.resize(k, 0.0);
     for r in rows {
-        dequantize_row_ref(w, r, &mut row);
+        dequantize_row_ref(w, r, row);
         for t in 0..m {
             let xt = &x[t * k..(t + 1) * k];
             let mut acc = 0f32;
