@@ -149,6 +149,25 @@ pub fn is_deepseek_v3(v: &Value) -> bool {
     by_arch || v.get("model_type").and_then(|m| m.as_str()) == Some("deepseek_v3")
 }
 
+/// Whether the model directory (or config file) at `path` holds a DeepSeek-V3 config.json; the
+/// commands use it to pick the model family.
+pub fn is_deepseek_dir(path: &Path) -> Result<bool> {
+    let file: PathBuf = if path.is_dir() {
+        path.join("config.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| EngineError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|source| EngineError::Json {
+        path: file.clone(),
+        source,
+    })?;
+    Ok(is_deepseek_v3(&v))
+}
+
 impl DeepseekConfig {
     /// Read `config.json` from a model directory (or the file itself).
     pub fn from_path(path: &Path) -> Result<Self> {

@@ -230,3 +230,16 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(s.forward(&[6], Logits::Last).is_err(), "context full");
     assert!(DeepseekSession::new(&model, &mm, 0, 1).is_err());
 }
+
+#[test]
+fn model_family_is_detected_from_config_json() {
+    assert!(ue8_engine::config_deepseek::is_deepseek_dir(&fixture("tiny_a_bf16")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"architectures": ["LlamaForCausalLM"]}"#,
+    )
+    .unwrap();
+    assert!(!ue8_engine::config_deepseek::is_deepseek_dir(dir.path()).unwrap());
+    assert!(ue8_engine::config_deepseek::is_deepseek_dir(&dir.path().join("missing")).is_err());
+}

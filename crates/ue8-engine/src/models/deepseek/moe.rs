@@ -350,4 +350,61 @@ mod tests {
         assert_eq!(ids[0], 7);
         assert!((w[0] - 0.2).abs() < 1e-6, "weight is the unbiased score");
     }
+
+    /// Sort-based restatement of the routing rule, for the property test.
+    fn route_by_sorting(sh: &RouterShape, logits: &[f32], bias: &[f32]) -> Vec<usize> {
+        let scores: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
+        let choice: Vec<f32> = scores.iter().zip(bias).map(|(s, b)| s + b).collect();
+        let per = sh.n_experts / sh.n_group;
+        let mut groups: Vec<(f32, usize)> = (0..sh.n_group)
+            .map(|g| {
+                let mut v = choice[g * per..(g + 1) * per].to_vec();
+                v.sort_by(|a, b| b.total_cmp(a));
+                (v[0] + v[1], g)
+            })
+            .collect();
+        groups.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let kept: Vec<usize> = groups[..sh.topk_group].iter().map(|g| g.1).collect();
+        let mut cand: Vec<(f32, usize)> = (0..sh.n_experts)
+            .filter(|e| kept.contains(&(e / per)))
+            .map(|e| (choice[e], e))
+            .collect();
+        cand.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut ids: Vec<usize> = cand[..sh.top_k].iter().map(|c| c.1).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn routing_matches_the_sorting_rule(
+            logits in proptest::collection::vec(-4.0f32..4.0, 16),
+            bias in proptest::collection::vec(-0.5f32..0.5, 16),
+            norm in proptest::bool::ANY,
+        ) {
+            let sh = RouterShape {
+                n_experts: 16,
+                n_group: 4,
+                topk_group: 2,
+                top_k: 5,
+                norm_topk_prob: norm,
+                routed_scaling_factor: 2.5,
+            };
+            let (mut ids, mut w) = ([0usize; 5], [0f32; 5]);
+            route(&sh, &logits, &bias, &mut RouterScratch::default(), &mut ids, &mut w);
+            let mut sorted = ids.to_vec();
+            sorted.sort_unstable();
+            proptest::prop_assert_eq!(sorted, route_by_sorting(&sh, &logits, &bias));
+            for (id, wt) in ids.iter().zip(&w) {
+                let score = 1.0 / (1.0 + (-logits[*id]).exp());
+                if !norm {
+                    proptest::prop_assert!((wt - score * 2.5).abs() <= 1e-6);
+                }
+            }
+            if norm {
+                let sum: f32 = w.iter().sum();
+                proptest::prop_assert!((sum - 2.5).abs() <= 1e-5, "sum {}", sum);
+            }
+        }
+    }
 }
