@@ -238,7 +238,7 @@ impl DeepseekConfig {
         let hidden_size = f.usize_req("hidden_size")?;
         let num_attention_heads = f.usize_req("num_attention_heads")?;
         let qk_rope_head_dim = f.usize_req("qk_rope_head_dim")?;
-        if qk_rope_head_dim == 0 || qk_rope_head_dim % 2 != 0 {
+        if qk_rope_head_dim == 0 || !qk_rope_head_dim.is_multiple_of(2) {
             return Err(f.err(
                 "qk_rope_head_dim",
                 format!("{qk_rope_head_dim}: rope needs a positive even size"),
@@ -255,7 +255,7 @@ impl DeepseekConfig {
             .min(num_hidden_layers);
         if first_k_dense_replace < num_hidden_layers {
             // MoE layers exist: the routing shape must be consistent.
-            if n_routed_experts == 0 || n_group == 0 || n_routed_experts % n_group != 0 {
+            if n_routed_experts == 0 || n_group == 0 || !n_routed_experts.is_multiple_of(n_group) {
                 return Err(f.err(
                     "n_group",
                     format!("{n_group} groups do not split {n_routed_experts} routed experts"),
