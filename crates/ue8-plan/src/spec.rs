@@ -276,7 +276,7 @@ impl Reader<'_> {
             Some(d) if d > 0 => Ok(d),
             Some(_) => Err(self.bad("head_dim", "must be > 0")),
             None => {
-                if hidden % heads != 0 {
+                if !hidden.is_multiple_of(heads) {
                     return Err(self.bad(
                         "num_attention_heads",
                         "hidden_size is not a multiple of it and head_dim is not given",
@@ -353,7 +353,7 @@ fn read_qwen_moe(r: &Reader, model_type: &str) -> Result<ModelSpec> {
     let layers = (0..n_layers)
         .map(|i| {
             // transformers: MoE where (i + 1) % decoder_sparse_step == 0 and i not in mlp_only_layers.
-            let moe = !mlp_only.contains(&i) && (i + 1) % sparse_step == 0;
+            let moe = !mlp_only.contains(&i) && (i + 1).is_multiple_of(sparse_step);
             let ffn = if moe {
                 FfnSpec::Moe(MoeSpec {
                     experts,
@@ -415,7 +415,7 @@ fn read_gpt_oss(r: &Reader) -> Result<ModelSpec> {
         // gpt-oss alternates sliding and full attention, starting with sliding.
         None => (0..n_layers)
             .map(|i| {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     "sliding_attention".to_string()
                 } else {
                     "full_attention".to_string()
@@ -517,7 +517,7 @@ fn read_deepseek_v3(r: &Reader, model_type: &str) -> Result<ModelSpec> {
         attn: attn.clone(),
         ffn: match &moe {
             // transformers: MoE when i >= first_k_dense_replace and i % moe_layer_freq == 0.
-            Some(m) if i >= first_dense && i % freq == 0 => FfnSpec::Moe(m.clone()),
+            Some(m) if i >= first_dense && i.is_multiple_of(freq) => FfnSpec::Moe(m.clone()),
             _ => FfnSpec::Dense {
                 intermediate: dense_inter,
             },
@@ -549,7 +549,7 @@ fn read_deepseek_v4(r: &Reader) -> Result<ModelSpec> {
     let q_lora_rank = r.positive("q_lora_rank", fam)?;
     let o_lora_rank = r.positive("o_lora_rank", fam)?;
     let o_groups = r.positive("o_groups", fam)?;
-    if (heads * head_dim) % o_groups != 0 {
+    if !(heads * head_dim).is_multiple_of(o_groups) {
         return Err(r.bad("o_groups", "does not divide num_attention_heads * head_dim"));
     }
     let window = r.u64_opt("sliding_window")?.unwrap_or(128);
@@ -570,7 +570,7 @@ fn read_deepseek_v4(r: &Reader) -> Result<ModelSpec> {
             (0..n_layers)
                 .map(|i| match i {
                     0 | 1 => 0,
-                    i if i % 2 == 0 => 4,
+                    i if i.is_multiple_of(2) => 4,
                     _ => 128,
                 })
                 .collect()
