@@ -327,14 +327,14 @@ fn classify_fp4(
         return None;
     }
     let want = [*out, inp.div_ceil(V4_FP4_GROUP)];
-    if inp % V4_FP4_GROUP != 0 || s.shape != want {
+    if !inp.is_multiple_of(V4_FP4_GROUP) || s.shape != want {
         anomalies.push(anomaly(
             s,
             s.name,
             format!(
                 "mismatched grid: scale shape {:?}, expected {want:?} (one scale per 32 inputs of weight [{out}, {inp}] stored as I8 [{out}, {half_in}]{})",
                 s.shape,
-                if inp % V4_FP4_GROUP != 0 { "; in is not a multiple of 32" } else { "" }
+                if !inp.is_multiple_of(V4_FP4_GROUP) { "; in is not a multiple of 32" } else { "" }
             ),
         ));
         return None;

@@ -35,6 +35,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dtype = ue8_convert::OutDtype::parse(&args.dtype)?;
     let max_shard_size = parse_size(&args.max_shard_size).map_err(anyhow::Error::msg)?;
     let ck = ue8_io::Checkpoint::open(&args.input)?;
+    if ue8_io::layout_v4::is_v4(&ck) {
+        // v4: DeepSeek-V4 layout (issue 11)
+        let r = super::v4::V4Run {
+            output: &args.output,
+            max_shard_size: &args.max_shard_size,
+            force: args.force,
+            threads: args.threads,
+            quiet: args.quiet,
+            json: args.json,
+        };
+        return super::v4::dequantize(&ck, &args.dtype, r);
+    }
     let plan = ue8_convert::plan_dequantize(&ck, dtype)?;
     let opts = ue8_convert::RunOptions {
         max_shard_size,

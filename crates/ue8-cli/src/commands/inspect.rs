@@ -103,6 +103,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return inspect_gguf(&args);
     }
     let ck = ue8_io::Checkpoint::open(&args.path)?;
+    if ue8_io::layout_v4::is_v4(&ck) {
+        return super::v4::inspect(&ck, args.json); // v4: DeepSeek-V4 layout
+    }
     let r = ue8_convert::inspect::inspect(&ck);
     if args.json {
         let mut v = serde_json::to_value(&r)?;

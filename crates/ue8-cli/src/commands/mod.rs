@@ -14,3 +14,4 @@ pub mod plan;
 pub mod chips;
 pub mod convert_progress;
 pub mod convert_report;
+pub mod v4; // v4: DeepSeek-V4 dispatch (issue 11)

@@ -23,6 +23,10 @@ pub struct Args {
     /// Largest shard, e.g. 5GB (default)
     #[arg(long, default_value = "5GB")]
     pub max_shard_size: String,
+    /// DeepSeek-V4 only: re-encode FP4 experts to FP8 even where it is not exact (a 32-group more than
+    /// 2^14 below its tile's largest), rounding to nearest even and reporting the error per tensor
+    #[arg(long)]
+    pub allow_lossy: bool, // v4
     /// Replace OUTPUT if it exists
     #[arg(long)]
     pub force: bool,
@@ -37,6 +41,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let max_shard_size = parse_size(&args.max_shard_size).map_err(anyhow::Error::msg)?;
     let ck = ue8_io::Checkpoint::open(&args.input)?;
+    if ue8_io::layout_v4::is_v4(&ck) {
+        // v4: DeepSeek-V4 layout (issue 11)
+        let r = super::v4::V4Run {
+            output: &args.output,
+            max_shard_size: &args.max_shard_size,
+            force: args.force,
+            threads: args.threads,
+            quiet: args.quiet,
+            json: args.json,
+        };
+        return super::v4::requantize(&ck, args.allow_lossy, r);
+    }
     let plan = ue8_convert::plan_requantize(&ck, args.scale_dtype == "e8m0")?;
     let opts = ue8_convert::RunOptions {
         max_shard_size,
