@@ -42,7 +42,7 @@ pub struct Args {
     /// Worker threads (0 = one per core)
     #[arg(long, short = 't', default_value_t = 0)]
     pub threads: usize,
-    /// Context size in tokens (default: the model's, at most 4096)
+    /// Context size in tokens (default: prompt + --max-tokens, at most the model's)
     #[arg(long)]
     pub ctx: Option<usize>,
 }
@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config = ModelConfig::from_path(&args.model)?;
     let tok = TextTokenizer::from_dir(&args.model, config.bos_token_id, &config.eos_token_ids)?;
     let ck = Checkpoint::open(&args.model)?;
-    let ctx = args.ctx.unwrap_or(config.max_position_embeddings.min(4096));
+    let max_ctx = config.max_position_embeddings;
     let model = LlamaModel::load(&ck, config)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let text = if args.chat {
@@ -60,6 +60,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.prompt.clone()
     };
     let prompt = tok.encode(&text)?;
+    // The KV cache is preallocated: size it for this prompt and answer unless told otherwise.
+    let ctx = args
+        .ctx
+        .unwrap_or_else(|| (prompt.len() + args.max_tokens + 1).clamp(1, max_ctx.max(1)));
     let mm = Matmul::new(args.threads)?;
     let mut session = Session::new(&model, &mm, ctx, 64.min(ctx))?;
     let mut sampler = Sampler::new(SamplerConfig {
