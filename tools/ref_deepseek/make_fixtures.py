@@ -127,12 +127,13 @@ def make_weights(c, seed):
 
 
 def is_quantized(name, arr):
-    """DeepSeek's FP8 checkpoints quantize every 2-D linear weight except embeddings, lm_head and
-    the router; norms and the correction bias stay as they are."""
+    """DeepSeek's FP8 checkpoints (and `ue8 quantize`) quantize every 2-D linear weight except
+    embeddings, lm_head and the router, the MTP layer's eh_proj included; norms and the correction
+    bias stay as they are."""
     if arr.ndim != 2 or not name.endswith(".weight"):
         return False
     return not (name.startswith("model.embed_tokens") or name.startswith("lm_head")
-                or name.endswith("mlp.gate.weight") or ".layers." in name and "eh_proj" in name)
+                or name.endswith("mlp.gate.weight"))
 
 
 def quantize_fp8(w, rule):
