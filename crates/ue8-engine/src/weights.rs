@@ -429,7 +429,7 @@ pub fn mx_code(elem: MxElement, row: &[u8], c: usize) -> u8 {
         MxElement::E4m3 | MxElement::E5m2 => row.get(c).copied().unwrap_or(0),
         MxElement::E2m1 => {
             let b = row.get(c / 2).copied().unwrap_or(0);
-            if c % 2 == 0 {
+            if c.is_multiple_of(2) {
                 b & 0x0F
             } else {
                 b >> 4

@@ -3,7 +3,8 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use ue8_engine::generate::{bench, mean_std};
-use ue8_engine::{Checkpoint, LlamaModel, Matmul, ModelConfig, Session};
+use ue8_engine::models::any::AnyModel; // deepseek: any model family
+use ue8_engine::{Checkpoint, Matmul};
 
 /// Arguments of `ue8 bench`.
 #[derive(clap::Args)]
@@ -38,14 +39,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.reps == 0 {
         anyhow::bail!("-r must be at least 1");
     }
-    let config = ModelConfig::from_path(&args.model)?;
     let ck = Checkpoint::open(&args.model)?;
-    let model = LlamaModel::load(&ck, config)
+    let model = AnyModel::load(&ck, &args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let mm = Matmul::new(args.threads)?;
     let ctx = args.p.max(args.n).max(1);
-    let mut session = Session::new(&model, &mm, ctx, args.p.max(1))?;
-    let r = bench(&mut session, args.p, args.n, args.reps, 1234)?;
+    let mut session = model.session(&mm, ctx, args.p.max(1))?;
+    let r = bench(&mut *session, args.p, args.n, args.reps, 1234)?;
     let (pp, pp_sd) = mean_std(&r.pp_tokens_per_s);
     let (tg, tg_sd) = mean_std(&r.tg_tokens_per_s);
     let bytes = model.weight_bytes_per_token();

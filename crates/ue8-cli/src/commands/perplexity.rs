@@ -3,9 +3,10 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Instant;
+use ue8_engine::models::any::AnyModel; // deepseek: any model family
 use ue8_engine::perplexity::{perplexity, prepare_text};
 use ue8_engine::tokenizer::TextTokenizer;
-use ue8_engine::{Checkpoint, LlamaModel, Matmul, ModelConfig, Session};
+use ue8_engine::{Checkpoint, Matmul};
 
 /// Arguments of `ue8 perplexity`.
 #[derive(clap::Args)]
@@ -42,16 +43,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = ModelConfig::from_path(&args.model)?;
-    let tok = TextTokenizer::from_dir(&args.model, config.bos_token_id, &config.eos_token_ids)?;
     let ck = Checkpoint::open(&args.model)?;
-    let model = LlamaModel::load(&ck, config)
+    let model = AnyModel::load(&ck, &args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
+    let tok = TextTokenizer::from_dir(&args.model, model.bos_token_id(), model.eos_token_ids())?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let tokens = tok.encode(prepare_text(&text))?;
     let mm = Matmul::new(args.threads)?;
-    let mut session = Session::new(&model, &mm, args.ctx, args.batch.clamp(1, args.ctx.max(1)))?;
+    let mut session = model.session(&mm, args.ctx, args.batch.clamp(1, args.ctx.max(1)))?;
     eprintln!(
         "{}: {} tokens, ctx {}, {} threads",
         args.file.display(),
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let t = Instant::now();
     let r = perplexity(
-        &mut session,
+        &mut *session,
         &tokens,
         args.ctx,
         args.chunks,

@@ -4,9 +4,10 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
 use ue8_engine::generate::generate;
+use ue8_engine::models::any::AnyModel; // deepseek: any model family
 use ue8_engine::sampler::{Sampler, SamplerConfig};
 use ue8_engine::tokenizer::{StreamDecoder, TextTokenizer};
-use ue8_engine::{Checkpoint, LlamaModel, Matmul, ModelConfig, Session};
+use ue8_engine::{Checkpoint, Matmul};
 
 /// Arguments of `ue8 run`.
 #[derive(clap::Args)]
@@ -48,12 +49,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = ModelConfig::from_path(&args.model)?;
-    let tok = TextTokenizer::from_dir(&args.model, config.bos_token_id, &config.eos_token_ids)?;
     let ck = Checkpoint::open(&args.model)?;
-    let max_ctx = config.max_position_embeddings;
-    let model = LlamaModel::load(&ck, config)
+    let model = AnyModel::load(&ck, &args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
+    let tok = TextTokenizer::from_dir(&args.model, model.bos_token_id(), model.eos_token_ids())?;
+    let max_ctx = model.max_position_embeddings();
     let text = if args.chat {
         tok.apply_chat_template(&args.prompt)?
     } else {
@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .ctx
         .unwrap_or_else(|| (prompt.len() + args.max_tokens + 1).clamp(1, max_ctx.max(1)));
     let mm = Matmul::new(args.threads)?;
-    let mut session = Session::new(&model, &mm, ctx, 64.min(ctx))?;
+    let mut session = model.session(&mm, ctx, 64.min(ctx))?;
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write!(out, "{}", args.prompt)?;
     }
     let stats = generate(
-        &mut session,
+        &mut *session,
         &mut sampler,
         &prompt,
         args.max_tokens,

@@ -2,6 +2,7 @@
 //! Mistral; a DeepSeek MLA/MoE family would live beside it as `deepseek.rs` and share `layers`,
 //! `weights`, `matmul`, the sampler and the KV-cache habits.
 
+pub mod any; // deepseek: model family picked by architecture
 pub mod deepseek;
 pub mod llama;
 
