@@ -244,3 +244,26 @@ fn expert_dtype_contradicting_or_missing() {
         r.expert_dtype
     );
 }
+
+#[test]
+fn output_inside_or_over_the_input_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    write(&input, good(), config(Some("fp4")));
+    let ck = Checkpoint::open(&input).expect("opens");
+    let before = std::fs::read_dir(&input).map(|d| d.count()).ok();
+    for out in [input.join("sub"), input.clone(), tmp.path().to_path_buf()] {
+        let mut o = opts();
+        o.force = true;
+        let e = requantize_v4(&ck, V4RequantizeOptions::default(), &out, &o, &NoProgress)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("inputs are never written"),
+            "{}: {e}",
+            out.display()
+        );
+    }
+    assert_eq!(std::fs::read_dir(&input).map(|d| d.count()).ok(), before);
+}

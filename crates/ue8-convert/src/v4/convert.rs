@@ -467,9 +467,18 @@ fn run(
     progress: &dyn Progress,
 ) -> Result<Summary, ConvertError> {
     let inp = std::fs::canonicalize(ck.root()).map_err(|e| IoError::io(ck.root(), e))?;
-    if std::fs::canonicalize(output).is_ok_and(|o| o == inp || inp.starts_with(&o)) {
+    // The output need not exist yet: resolve its parent and append its name.
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let resolved = std::fs::canonicalize(parent)
+        .ok()
+        .zip(output.file_name())
+        .map(|(p, n)| p.join(n));
+    if resolved.is_some_and(|o| o.starts_with(&inp) || inp.starts_with(&o)) {
         return Err(ConvertError::Usage(format!(
-            "output {} would overwrite the input {}; inputs are never written",
+            "output {} would overwrite or sit inside the input {}; inputs are never written",
             output.display(),
             ck.root().display()
         )));
