@@ -66,7 +66,7 @@ impl Builder {
     }
     /// Appends `bytes` to the data section (aligned) and a tensor info pointing at them.
     fn tensor(mut self, name: &str, dims: &[u64], ty: GgmlType, bytes: &[u8]) -> Self {
-        while self.data.len() % self.alignment != 0 {
+        while !self.data.len().is_multiple_of(self.alignment) {
             self.data.push(0);
         }
         let offset = self.data.len() as u64;
@@ -85,7 +85,7 @@ impl Builder {
         b.extend_from_slice(&self.kv_count.to_le_bytes());
         b.extend_from_slice(&self.kv);
         b.extend_from_slice(&self.infos);
-        while b.len() % self.alignment != 0 {
+        while !b.len().is_multiple_of(self.alignment) {
             b.push(0);
         }
         b.extend_from_slice(&self.data);

@@ -47,7 +47,7 @@ pub fn dequantize_to_f32(ty: GgmlType, src: &[u8], out: &mut [f32]) -> Result<()
     let block = ty.block_elems() as usize;
     let block_bytes = ty.block_bytes() as usize;
     let expected = (out.len() / block) as u64 * block_bytes as u64;
-    if out.len() % block != 0 || src.len() as u64 != expected {
+    if !out.len().is_multiple_of(block) || src.len() as u64 != expected {
         return Err(DequantError::Length {
             ggml_type: ty,
             elems: out.len(),

@@ -157,7 +157,7 @@ pub fn llama_params(
     let hidden = k.u64("embedding_length")?;
     let heads = k.u64("attention.head_count")?;
     let kv_heads = k.opt_u64("attention.head_count_kv")?.unwrap_or(heads);
-    if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(invalid(
             path,
             format!("{heads} attention heads cannot share {kv_heads} key/value heads"),
@@ -165,7 +165,7 @@ pub fn llama_params(
     }
     let head_dim = match k.opt_u64("attention.key_length")? {
         Some(d) => d,
-        None if hidden % heads == 0 => hidden / heads,
+        None if hidden.is_multiple_of(heads) => hidden / heads,
         None => {
             return Err(invalid(
                 path,
@@ -327,7 +327,7 @@ fn plan_tensors<'a>(
             None => None,
             Some(h) => {
                 let rows = shape.first().copied().unwrap_or(1) as u64;
-                if h == 0 || rows % h != 0 || (rows / h) % 2 != 0 {
+                if h == 0 || !rows.is_multiple_of(h) || !(rows / h).is_multiple_of(2) {
                     return Err(invalid(path, format!("tensor '{name}': {rows} rows cannot be split into {h} heads of an even size")));
                 }
                 usize::try_from(h).ok()

@@ -79,7 +79,7 @@ fn check(data_len: usize, rows: usize, cols: usize, heads: usize) -> Result<usiz
         heads,
         len: data_len,
     };
-    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 {
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
         return Err(err);
     }
     match rows.checked_mul(cols) {

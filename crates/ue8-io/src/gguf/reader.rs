@@ -339,7 +339,7 @@ fn read_tensor_info(c: &mut Cursor<'_>, index: u64) -> Result<TensorInfo, GgufEr
         })?;
     let row = dims.first().copied().unwrap_or(1);
     let block = ggml_type.block_elems();
-    if row % block != 0 {
+    if !row.is_multiple_of(block) {
         return Err(GgufError::RowNotBlockAligned {
             path,
             tensor: name,
@@ -466,7 +466,7 @@ fn check_tensor_placement(
 ) -> Result<(), GgufError> {
     let mut spans: Vec<(u64, u64, usize)> = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
-        if t.offset % alignment != 0 {
+        if !t.offset.is_multiple_of(alignment) {
             return Err(GgufError::TensorMisaligned {
                 path: path.to_path_buf(),
                 tensor: t.name.clone(),
