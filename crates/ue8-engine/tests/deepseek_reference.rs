@@ -171,7 +171,8 @@ fn absorbed_and_expanded_prefill_agree() {
         let r = reference(&dir);
         let ck = Checkpoint::open(&dir).unwrap();
         let model = DeepseekModel::load(&ck, DeepseekConfig::from_path(&dir).unwrap()).unwrap();
-        let mm = Matmul::new(1).unwrap();
+        // two workers: the absorbed form shares heads out over the pool
+        let mm = Matmul::new(2).unwrap();
         let n = r.tokens.len();
         let mut s = DeepseekSession::new(&model, &mm, n, n).unwrap();
         s.set_mla_mode(MlaMode::Expanded);

@@ -300,7 +300,7 @@ impl<'m, 'a> DeepseekSession<'m, 'a> {
             xb: alloc(b, d, "activations")?,
             xb2: alloc(b, d, "activations")?,
             att: alloc(b, c.num_attention_heads * c.v_head_dim, "activations")?,
-            mla: MlaScratch::new(b, ctx, &shape, c.q_lora_rank.unwrap_or(0))?,
+            mla: MlaScratch::new(b, ctx, &shape, c.q_lora_rank.unwrap_or(0), mm.threads())?,
             moe,
             gate: alloc(b, c.intermediate_size, "activations")?,
             up: alloc(b, c.intermediate_size, "activations")?,

@@ -13,6 +13,8 @@ use crate::layers::{self, dot};
 use crate::matmul::Matmul;
 use crate::weights::Linear;
 use crate::yarn::MlaRope;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// eps of `q_a_layernorm` and `kv_a_layernorm`: transformers and DeepSeek's reference code build
 /// them with the RMSNorm default 1e-6, not the config's `rms_norm_eps`.
@@ -94,15 +96,17 @@ pub struct MlaScratch {
     q: Vec<f32>,      // [b, H * qhd]
     qa: Vec<f32>,     // [b, q_lora]
     kva: Vec<f32>,    // [b, kv_lora + rope]
-    q_lat: Vec<f32>,  // [b, H, kv_lora]
-    o_lat: Vec<f32>,  // [b, H, kv_lora]
-    row: Vec<f32>,    // [kv_lora] one dequantized kv_b_proj row
+    o_lat: Vec<f32>,  // [b, H, kv_lora] (expanded form: the batch's latents)
     scores: Vec<f32>, // [ctx]
     kvb: Vec<f32>,    // [b, H * (nope + v)] expanded keys/values
+    /// Per pool thread: [b, kv_lora] q_lat + [b, kv_lora] o_lat + [kv_lora] row + [ctx] scores.
+    thread_scratch: Vec<Mutex<Vec<f32>>>,
+    /// Absorbed output written by the pool's threads (f32 bits; each element by one thread).
+    att_shared: Vec<AtomicU32>, // [b, H * v]
 }
 
 impl MlaScratch {
-    pub fn new(b: usize, ctx: usize, s: &MlaShape, q_lora: usize) -> Result<Self> {
+    pub fn new(b: usize, ctx: usize, s: &MlaShape, q_lora: usize, threads: usize) -> Result<Self> {
         let z = |n: usize, w: usize| super::alloc(n, w, "attention buffers");
         let hl = s
             .heads
@@ -112,11 +116,21 @@ impl MlaScratch {
             q: z(b, s.heads * s.qhd())?,
             qa: z(b, q_lora)?,
             kva: z(b, s.cache_width())?,
-            q_lat: z(b, hl)?,
             o_lat: z(b, hl)?,
-            row: z(1, s.kv_lora)?,
             scores: z(1, ctx)?,
             kvb: z(b, s.heads * s.kvb_width())?,
+            thread_scratch: (0..threads.max(1))
+                .map(|_| {
+                    let per = b
+                        .checked_mul(2 * s.kv_lora)
+                        .and_then(|x| x.checked_add(s.kv_lora + ctx))
+                        .ok_or_else(|| EngineError::SizeOverflow("attention buffers".into()))?;
+                    Ok(Mutex::new(vec![0.0; per]))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            att_shared: (0..b.saturating_mul(s.heads * s.v))
+                .map(|_| AtomicU32::new(0))
+                .collect(),
         })
     }
 }
@@ -172,7 +186,7 @@ pub fn attention(
     if expanded {
         attend_expanded(w, sh, mm, m, cache, s, att)
     } else {
-        attend_absorbed(w, sh, m, pos0, cache, s, att)
+        attend_absorbed(w, sh, mm, m, pos0, cache, s, att)
     }
 }
 
@@ -228,15 +242,58 @@ fn attend_expanded(
     Ok(())
 }
 
-/// Weight-absorbed form over the cache positions 0..pos0+i for token i.
+/// Weight-absorbed form over the cache positions 0..pos0+i for token i; heads are shared out over
+/// the pool's threads (each head reads its own kv_b_proj rows once for the whole batch).
+#[allow(clippy::too_many_arguments)]
 fn attend_absorbed(
     w: &MlaWeights,
     sh: &MlaShape,
+    mm: &Matmul,
     m: usize,
     pos0: usize,
     cache: &[f32],
     s: &mut MlaScratch,
     att: &mut [f32],
+) -> Result<()> {
+    let hv = sh.heads * sh.v;
+    let (q, scratch, shared) = (&s.q, &s.thread_scratch, &s.att_shared);
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<EngineError>> = Mutex::new(None);
+    mm.pool().run(&|t| {
+        let Some(slot) = scratch.get(t) else { return };
+        let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let hd = next.fetch_add(1, Ordering::Relaxed);
+            if hd >= sh.heads {
+                break;
+            }
+            if let Err(e) = absorbed_head(w, sh, hd, m, pos0, q, cache, &mut guard, shared) {
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    // pool.run returns after every thread finished: all stores are visible here
+    for (a, x) in att[..m * hv].iter_mut().zip(shared) {
+        *a = f32::from_bits(x.load(Ordering::Relaxed));
+    }
+    Ok(())
+}
+
+/// One head of the absorbed form for the whole batch; `buf` is this thread's scratch.
+#[allow(clippy::too_many_arguments)]
+fn absorbed_head(
+    w: &MlaWeights,
+    sh: &MlaShape,
+    hd: usize,
+    m: usize,
+    pos0: usize,
+    q: &[f32],
+    cache: &[f32],
+    buf: &mut [f32],
+    out: &[AtomicU32],
 ) -> Result<()> {
     let (h, qhd, cw, kl, bw) = (
         sh.heads,
@@ -246,50 +303,51 @@ fn attend_absorbed(
         sh.kvb_width(),
     );
     let kvb = &w.kv_b_proj;
-    // q_lat[i, hd, :] = sum_j q_nope[i, hd, j] * W[hd * bw + j, :]: each key row read once
-    s.q_lat[..m * h * kl].fill(0.0);
-    for hd in 0..h {
-        for j in 0..sh.nope {
-            kvb.dequant_row(hd * bw + j, &mut s.row)?;
-            for i in 0..m {
-                let qn = s.q[i * h * qhd + hd * qhd + j];
-                let lat = &mut s.q_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
-                for (l, &r) in lat.iter_mut().zip(&s.row) {
-                    *l += qn * r;
-                }
+    let short = || EngineError::InvalidArgument("MLA thread scratch too small".into());
+    let (q_lat, rest) = buf.split_at_mut(m * kl);
+    let (o_lat, rest) = rest.split_at_mut(m * kl);
+    let (row, rest) = rest.split_at_mut(kl);
+    let scores_all = rest;
+    if scores_all.len() < pos0 + m {
+        return Err(short());
+    }
+    // q_lat[i] = sum_j q_nope[i, j] * W[hd * bw + j, :]: each key row read once
+    q_lat.fill(0.0);
+    for j in 0..sh.nope {
+        kvb.dequant_row(hd * bw + j, row)?;
+        for i in 0..m {
+            let qn = q[i * h * qhd + hd * qhd + j];
+            for (l, &r) in q_lat[i * kl..(i + 1) * kl].iter_mut().zip(row.iter()) {
+                *l += qn * r;
             }
         }
     }
-    // scores over latents + rope keys, then the probability-weighted latent per head
+    // scores over latents + rope keys, then the probability-weighted latent
     for i in 0..m {
         let n = pos0 + i + 1;
-        for hd in 0..h {
-            let q_lat = &s.q_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
-            let q_rot = &s.q[i * h * qhd + hd * qhd + sh.nope..i * h * qhd + (hd + 1) * qhd];
-            let scores = &mut s.scores[..n];
-            for (t, sc) in scores.iter_mut().enumerate() {
-                let c = &cache[t * cw..t * cw + kl];
-                let k_rot = &cache[t * cw + kl..(t + 1) * cw];
-                *sc = (dot(q_lat, c) + dot(q_rot, k_rot)) * sh.softmax_scale;
-            }
-            layers::softmax(scores);
-            let o = &mut s.o_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
-            o.fill(0.0);
-            for (t, &p) in scores.iter().enumerate() {
-                for (x, &c) in o.iter_mut().zip(&cache[t * cw..t * cw + kl]) {
-                    *x += p * c;
-                }
+        let ql = &q_lat[i * kl..(i + 1) * kl];
+        let q_rot = &q[i * h * qhd + hd * qhd + sh.nope..i * h * qhd + (hd + 1) * qhd];
+        let scores = &mut scores_all[..n];
+        for (t, sc) in scores.iter_mut().enumerate() {
+            let c = &cache[t * cw..t * cw + kl];
+            let k_rot = &cache[t * cw + kl..(t + 1) * cw];
+            *sc = (dot(ql, c) + dot(q_rot, k_rot)) * sh.softmax_scale;
+        }
+        layers::softmax(scores);
+        let o = &mut o_lat[i * kl..(i + 1) * kl];
+        o.fill(0.0);
+        for (t, &p) in scores.iter().enumerate() {
+            for (x, &c) in o.iter_mut().zip(&cache[t * cw..t * cw + kl]) {
+                *x += p * c;
             }
         }
     }
-    // att[i, hd * v + r] = W[hd * bw + nope + r, :] . o_lat[i, hd]: each value row read once
-    for hd in 0..h {
-        for r in 0..sh.v {
-            kvb.dequant_row(hd * bw + sh.nope + r, &mut s.row)?;
-            for i in 0..m {
-                let o = &s.o_lat[(i * h + hd) * kl..(i * h + hd + 1) * kl];
-                att[i * h * sh.v + hd * sh.v + r] = dot(&s.row, o);
-            }
+    // att[i, hd * v + r] = W[hd * bw + nope + r, :] . o_lat[i]: each value row read once
+    for r in 0..sh.v {
+        kvb.dequant_row(hd * bw + sh.nope + r, row)?;
+        for i in 0..m {
+            let v = dot(row, &o_lat[i * kl..(i + 1) * kl]);
+            out[i * h * sh.v + hd * sh.v + r].store(v.to_bits(), Ordering::Relaxed);
         }
     }
     Ok(())
