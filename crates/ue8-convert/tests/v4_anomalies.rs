@@ -267,3 +267,45 @@ fn output_inside_or_over_the_input_is_refused() {
     }
     assert_eq!(std::fs::read_dir(&input).map(|d| d.count()).ok(), before);
 }
+
+#[test]
+fn v3_and_mx_checkpoints_are_not_taken_for_v4() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let v3 = tmp.path().join("v3");
+    write(
+        &v3,
+        vec![
+            (
+                "layers.0.mlp.w.weight",
+                Dtype::F8E4M3,
+                vec![2, 2],
+                vec![0x38; 4],
+            ),
+            (
+                "layers.0.mlp.w.weight_scale_inv",
+                Dtype::F32,
+                vec![1, 1],
+                1f32.to_le_bytes().to_vec(),
+            ),
+        ],
+        serde_json::json!({"model_type": "deepseek_v3"}),
+    );
+    let mx = tmp.path().join("mx");
+    write(
+        &mx,
+        vec![
+            ("w.weight", Dtype::F8E4M3, vec![1, 32], vec![0x38; 32]),
+            ("w.weight_scale", Dtype::F8E8M0, vec![1, 1], vec![127]),
+        ],
+        serde_json::json!({"model_type": "llama"}),
+    );
+    for d in [&v3, &mx] {
+        let ck = Checkpoint::open(d).expect("opens");
+        assert!(!ue8_io::layout_v4::is_v4(&ck), "{}", d.display());
+    }
+    let v4 = tmp.path().join("v4");
+    write(&v4, good(), serde_json::json!({"model_type": "custom"}));
+    assert!(ue8_io::layout_v4::is_v4(
+        &Checkpoint::open(&v4).expect("opens")
+    ));
+}
