@@ -157,7 +157,7 @@ def write_fixture(name, cfg, w, fmt, tokens, quantize_lm_head=False):
         if fmt in ("F32", "BF16", "F16") or not quant:
             tensors[tname] = plain(arr, fmt if fmt in ("F32", "F16") else "BF16")
         elif fmt.startswith("fp8"):
-            wt, sc = fp8_tiles(arr, "F8_E8M0" if fmt.endswith("e8m0") else "F32")
+            wt, sc = fp8_tiles(arr, "F8_E8M0" if fmt == "fp8-ue8m0-e8m0" else "F32")
             tensors[tname] = wt
             tensors[tname + "_scale_inv"] = sc
         else:
