@@ -2,6 +2,7 @@
 //! - imported at F32, ue8's logits match the numpy reference (tools/ref_forward) within a tolerance;
 //! - ue8's perplexity on Austen is within 1% of llama-perplexity on the original GGUF (same ctx);
 //! - greedy generation gives the same text as llama-completion at temperature 0.
+//!
 //! Data: the GGUF from shared/data/fetch-smollm2.sh, Austen from fetch-austen.sh, llama.cpp tools
 //! from shared/peers/build-llama-cpp.sh (UE8_DATA, LLAMA_BIN override the default places).
 
