@@ -116,9 +116,10 @@ def main():
     if not os.path.isfile(os.path.join(src, "model.safetensors")):
         names = generate(src, a.gib)
     else:
-        names = sorted(json.loads(open(os.path.join(src, "model.safetensors"), "rb").read()[8:].split(b"}}")[0] + b"}}").keys())
-        names = [n for n in names if n != "__metadata__"]
-        names.sort(key=lambda s: int(s.split(".")[2]))
+        with open(os.path.join(src, "model.safetensors"), "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+        names = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
     size = os.path.getsize(os.path.join(src, "model.safetensors"))
     subprocess.run(["cat", os.path.join(src, "model.safetensors")], stdout=subprocess.DEVNULL, check=True)
     cp_t, ue_t, rss, anon = [], [], [], []
