@@ -31,35 +31,9 @@ uq fp8 fp8-ue8m0
 uq fp8-qhead fp8-ue8m0 --quantize-lm-head
 uq mxfp4-qhead mxfp4 --quantize-lm-head
 
-# --- speed --------------------------------------------------------------------------------------
-rows=("fp8:q8_0-f16emb:fp8-ue8m0, BF16 lm_head:Q8_0, F16 token_embd/output"
-      "fp8-qhead:q8_0:fp8-ue8m0 --quantize-lm-head:Q8_0"
-      "mxfp4-qhead:q4_0-all:mxfp4 --quantize-lm-head:Q4_0, Q4_0 token_embd/output")
-lb() { "$LLAMA_BIN/llama-bench" -m "$WORK/$1.gguf" -p 128 -n 64 -t "$2" -r "$REPS" -o json 2>/dev/null |
-  python3 -c 'import json,sys; r=json.load(sys.stdin); pp=[x for x in r if x["n_prompt"]>0][0]; tg=[x for x in r if x["n_gen"]>0][0]; print(pp["avg_ts"], pp["stddev_ts"], tg["avg_ts"], tg["stddev_ts"], r[0]["model_size"])'; }
-ub() { "$UE8" bench "$WORK/$1" -p 128 -n 64 -t "$2" -r "$REPS" --json |
-  python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["pp_tokens_per_s"], r["pp_stddev"], r["tg_tokens_per_s"], r["tg_stddev"], r["weight_bytes_per_token"])'; }
-table="| ue8 model | llama.cpp peer | threads | ue8 pp128 t/s | peer pp128 t/s | pp ratio | ue8 tg64 t/s | peer tg64 t/s | tg ratio | ue8 MB/token | peer model MB |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for row in "${rows[@]}"; do
-  IFS=: read -r um pm ulabel plabel <<<"$row"
-  for t in 1 2; do
-    log "bench $um vs $pm, $t thread(s)"
-    read -r upp upps utg utgs ubytes < <(ub "$um" "$t")
-    read -r lpp lpps ltg ltgs lsize < <(lb "$pm" "$t")
-    table+=$'\n'$(python3 -c "print(f'| $ulabel | $plabel | $t | {$upp:.1f} ± {$upps:.1f} | {$lpp:.1f} ± {$lpps:.1f} | {$upp/$lpp:.2f}x | {$utg:.1f} ± {$utgs:.1f} | {$ltg:.1f} ± {$ltgs:.1f} | {$utg/$ltg:.2f}x | {$ubytes/1e6:.1f} | {$lsize/1e6:.1f} |')")
-  done
-done
-
-# --- perplexity ---------------------------------------------------------------------------------
-ppl_u() { "$UE8" perplexity "$WORK/$1" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 --json |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["perplexity"])'; }
-log "perplexity (ctx 512, $PPL_CHUNKS chunks)"
-pf32=$(ppl_u f32); pfp8=$(ppl_u fp8); pfp8q=$(ppl_u fp8-qhead); pmx=$(ppl_u mxfp4-qhead)
-pll=$("$LLAMA_BIN/llama-perplexity" -m "$GGUF" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 2>&1 |
-  sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
-pct() { python3 -c "print(f'{($1/$2-1)*100:+.2f}%')"; }
-
+pct() { [ -n "$1" ] && [ -n "$2" ] && python3 -c "print(f'{($1/$2-1)*100:+.2f}%')" || echo "n/a"; }
+pf32=""; pfp8=""; pfp8q=""; pmx=""; pll=""; table="(not measured yet)"
+write_md() {
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 cat >"$OUT" <<MD
 # CPU engine benchmarks (SmolLM2-135M-Instruct)
@@ -76,7 +50,7 @@ embedding row); "peer model MB" is llama-bench's model size (embedding table inc
 ## Speed (issue 9 rows)
 $table
 
-## Perplexity on Austen (ctx 512, first $PPL_CHUNKS chunks of \`austen.txt\`, f32 activations)
+## Perplexity on Austen (ctx 512, first $PPL_CHUNKS chunks of \`$(basename "$AUSTEN")\`, f32 activations)
 | model | perplexity | vs F32 |
 |---|---:|---:|
 | llama-perplexity, original Q4_1 GGUF | $pll | $(pct "$pll" "$pf32") |
@@ -88,5 +62,38 @@ $table
 Issue 8 item 9: fp8-ue8m0 should cost about +2.9% (independent numpy reference); more than +4% is a
 defect.
 MD
+}
+# --- perplexity ---------------------------------------------------------------------------------
+ppl_u() { "$UE8" perplexity "$WORK/$1" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 --json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["perplexity"])'; }
+log "perplexity (ctx 512, $PPL_CHUNKS chunks)"
+pf32=$(ppl_u f32); write_md; pfp8=$(ppl_u fp8); write_md; pfp8q=$(ppl_u fp8-qhead); write_md
+pmx=$(ppl_u mxfp4-qhead); write_md
+pll=$("$LLAMA_BIN/llama-perplexity" -m "$GGUF" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 2>&1 |
+  sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+write_md
+
+# --- speed --------------------------------------------------------------------------------------
+rows=("fp8:q8_0-f16emb:fp8-ue8m0, BF16 lm_head:Q8_0, F16 token_embd/output"
+      "fp8-qhead:q8_0:fp8-ue8m0 --quantize-lm-head:Q8_0"
+      "mxfp4-qhead:q4_0-all:mxfp4 --quantize-lm-head:Q4_0, Q4_0 token_embd/output")
+lb() { "$LLAMA_BIN/llama-bench" -m "$WORK/$1.gguf" -p 128 -n 64 -t "$2" -r "$REPS" -o json 2>/dev/null |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); pp=[x for x in r if x["n_prompt"]>0][0]; tg=[x for x in r if x["n_gen"]>0][0]; print(pp["avg_ts"], pp["stddev_ts"], tg["avg_ts"], tg["stddev_ts"], r[0]["model_size"])'; }
+ub() { "$UE8" bench "$WORK/$1" -p 128 -n 64 -t "$2" -r "$REPS" --json |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["pp_tokens_per_s"], r["pp_stddev"], r["tg_tokens_per_s"], r["tg_stddev"], r["weight_bytes_per_token"])'; }
+table_head="| ue8 model | llama.cpp peer | threads | ue8 pp128 t/s | peer pp128 t/s | pp ratio | ue8 tg64 t/s | peer tg64 t/s | tg ratio | ue8 MB/token | peer model MB |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+table="$table_head"
+for row in "${rows[@]}"; do
+  IFS=: read -r um pm ulabel plabel <<<"$row"
+  for t in 1 2; do
+    log "bench $um vs $pm, $t thread(s)"
+    read -r upp upps utg utgs ubytes < <(ub "$um" "$t")
+    read -r lpp lpps ltg ltgs lsize < <(lb "$pm" "$t")
+    table+=$'\n'$(python3 -c "print(f'| $ulabel | $plabel | $t | {$upp:.1f} ± {$upps:.1f} | {$lpp:.1f} ± {$lpps:.1f} | {$upp/$lpp:.2f}x | {$utg:.1f} ± {$utgs:.1f} | {$ltg:.1f} ± {$ltgs:.1f} | {$utg/$ltg:.2f}x | {$ubytes/1e6:.1f} | {$lsize/1e6:.1f} |')")
+    write_md
+  done
+done
+
 log "wrote $OUT"
 cat "$OUT"
