@@ -33,8 +33,8 @@ GROUP = 32
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], dtype=np.float64)
 E4M3 = ml_dtypes.float8_e4m3fn
 
-CFG = dict(dim=160, vocab=64, heads=2, head_dim=32, q_lora=96, o_groups=2, o_lora=24, experts=2,
-           moe_inter=64, shared_inter=40, hc=2, index_heads=2, index_head_dim=32, topk=2)
+CFG = dict(dim=160, vocab=64, heads=2, head_dim=32, q_lora=97, o_groups=2, o_lora=25, experts=2,
+           moe_inter=64, shared_inter=41, hc=2, index_heads=2, index_head_dim=32, topk=2)
 
 
 # ------------------------------------------------------------------ safetensors by hand
