@@ -111,7 +111,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
     };
     let v = n * mult;
-    if !(v >= 1.0) {
+    if v.is_nan() || v < 1.0 {
         return Err(format!("size '{s}' must be at least 1 byte"));
     }
     Ok(v as u64)
@@ -120,4 +120,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// The command line, for the manifest.
 pub fn command_line() -> Vec<String> {
     std::env::args().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn shard_sizes_parse_like_hugging_face() {
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("8KB"), Ok(8000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5XB").is_err());
+        assert!(parse_size("GB").is_err());
+    }
 }
