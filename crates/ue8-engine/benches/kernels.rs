@@ -1,5 +1,6 @@
 //! Matmul kernel throughput: GB/s of weights read per call, for every weight format on the shapes of
-//! SmolLM2-135M (576x576, 1536x576, 576x1536, 49152x576) and a large 4096x4096, on 1 and 2 threads,
+//! SmolLM2-135M (576x576, 1536x576, 576x1536, 49152x576), a large 4096x4096 and a DRAM-sized
+//! 16384x4096, on 1 and 2 threads,
 //! next to a plain memory read (sum of u64) of the same number of bytes in the same run.
 //! `cargo bench -p ue8-engine --bench kernels` runs criterion (means). With `UE8_BENCH_TABLE=1` it
 //! prints instead a markdown table of best-of-N times, kernel and memory read interleaved call by call:
@@ -13,12 +14,14 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use ue8_engine::kernels::{MxElement, Pool, WeightData, WeightMatrix};
 
-const SHAPES: [(usize, usize); 5] = [
+const SHAPES: [(usize, usize); 6] = [
     (576, 576),
     (1536, 576),
     (576, 1536),
     (49152, 576),
     (4096, 4096),
+    // 64 MB of FP8: beyond this machine's 32 MB L3, so the read peer and the kernel come from DRAM.
+    (16384, 4096),
 ];
 
 #[derive(Clone, Copy)]

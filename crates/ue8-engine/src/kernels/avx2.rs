@@ -57,6 +57,11 @@ trait Decode16 {
         // SAFETY: forwarded from the caller.
         unsafe {
             for j in 0..B / STEP {
+                // One prefetch per cache line of weights (compile-time condition).
+                let step_bytes = Self::byte_of(STEP);
+                if (j * step_bytes) % 64 < step_bytes {
+                    prefetch_ahead(rp, Self::byte_of(c0 + j * STEP));
+                }
                 // Two accumulator sets for one or two tokens, against FMA latency.
                 if T <= 2 && j % 2 == 1 {
                     step16::<Self, T>(rp, xp, k, t0, c0 + j * STEP, &mut acc.o0, &mut acc.o1);
@@ -243,6 +248,9 @@ impl Decode16 for E2m1Deinterleaved {
             };
             for j in 0..B / 32 {
                 let c = c0 + j * 32;
+                if j % 4 == 0 {
+                    prefetch_ahead(rp, c / 2);
+                }
                 let v = _mm_loadu_si128(rp.add(c / 2) as *const __m128i);
                 let even = _mm_shuffle_epi8(table, _mm_and_si128(v, nib));
                 let odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16::<4>(v), nib));
@@ -293,6 +301,22 @@ thread_local! {
     /// Per-thread scratch for reordered activations (deinterleaved decoders).
     pub(super) static X_DEINTERLEAVED: std::cell::RefCell<Vec<f32>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How far ahead of the decode the weights are prefetched. Decode runs below the read bandwidth, so
+/// with the hardware streamer alone DRAM latency shows (Zen 4, 64 MB E4M3 matrix, 1 thread, AVX-512:
+/// 10 -> 14-16 GB/s at 2 KiB; 4 KiB no better; prefetching whole rows at once was slower; in-cache
+/// speed unchanged).
+pub(super) const PREFETCH_AHEAD: usize = 2048;
+
+/// Prefetch hint for the byte `PREFETCH_AHEAD` after `rp + offset` (may lie past the matrix: the
+/// address is formed with `wrapping_add` and a prefetch never faults).
+#[inline(always)]
+pub(super) unsafe fn prefetch_ahead(rp: *const u8, offset: usize) {
+    // SAFETY: prefetch is a hint that never faults and the pointer is never dereferenced.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(rp.wrapping_add(offset + PREFETCH_AHEAD) as *const i8);
+    }
 }
 
 /// Gathers the 16 six-bit fields of 12 bytes into 16-bit lanes (field j at bit offset 6j of the

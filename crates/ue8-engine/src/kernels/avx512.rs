@@ -14,7 +14,8 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::avx2::{
-    self, deinterleave_blocks, pow2, Job, LUT_E2M1, LUT_E4M3, LUT_E5M2, X_DEINTERLEAVED,
+    self, deinterleave_blocks, pow2, prefetch_ahead, Job, LUT_E2M1, LUT_E4M3, LUT_E5M2,
+    X_DEINTERLEAVED,
 };
 use super::reference::{mx_code, mx_value};
 use super::weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
@@ -207,6 +208,9 @@ impl Decode16 for E2m1Deinterleaved {
             );
             for j in 0..B / 32 {
                 let c = c0 + j * 32;
+                if j % 2 == 0 {
+                    prefetch_ahead(rp, c / 2);
+                }
                 let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add(c / 2) as *const __m128i));
                 let even = _mm512_permutexvar_ps(bytes, table);
                 let odd = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(bytes), table);
@@ -255,6 +259,7 @@ impl<D: Decode16, const SIGNED: bool> Decode16 for ByteDeinterleaved<D, SIGNED> 
         unsafe {
             for j in 0..B / 32 {
                 let c = c0 + j * 32;
+                prefetch_ahead(rp, c);
                 let w = _mm256_loadu_si256(rp.add(c) as *const __m256i);
                 let (even, odd) = if SIGNED {
                     let keep = _mm256_set1_epi16(0xBF80_u16 as i16);
