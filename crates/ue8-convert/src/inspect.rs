@@ -203,8 +203,21 @@ pub fn inspect(ck: &Checkpoint) -> InspectReport {
             }
         }
     }
+    // No lm_head tensor: tied only if the config says so (or a causal LM leaves it implicit);
+    // encoders such as BERT simply have none.
+    let cfg = ck.config();
+    let tied_flag = cfg
+        .and_then(|c| c.get("tie_word_embeddings"))
+        .and_then(|v| v.as_bool());
+    let causal = cfg
+        .and_then(|c| c.get("architectures"))
+        .and_then(|a| a.as_array())
+        .is_some_and(|a| {
+            a.iter()
+                .any(|x| x.as_str().is_some_and(|s| s.ends_with("ForCausalLM")))
+        });
     let lm_head = lm_head.unwrap_or_else(|| {
-        if has_embed {
+        if has_embed && (tied_flag == Some(true) || (tied_flag.is_none() && causal)) {
             "tied to the embeddings".into()
         } else {
             "none".into()
