@@ -6,9 +6,6 @@
 
 // Token loops index several per-token arrays (accumulators, x rows) in lockstep.
 #![allow(clippy::needless_range_loop)]
-// AVX-512 intrinsics are stable since Rust 1.89, above the workspace's declared rust-version (1.85);
-// the toolchain in use is 1.95. The workspace rust-version should move to 1.89 (reported).
-#![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::*;
 use std::ops::Range;
