@@ -1,6 +1,7 @@
 //! Quantizing one 2-D tensor into the tensors docs/layouts.md prescribes, in bands of rows spread
-//! over the rayon pool, measuring the error against the source as it goes (one f32 band at a time, so
-//! memory stays at the output plus a few bands).
+//! over the rayon pool, measuring the error against the source as it goes (block FP8: fused into the
+//! quantization pass, read straight from the source type; MX: one f32 band at a time), so memory stays
+//! at the output plus a few bands.
 
 use crate::format::Scheme;
 use crate::source::PlainData;
@@ -12,8 +13,6 @@ use ue8_io::layout::logical_shape_key;
 use ue8_io::{Dtype, TensorSpec};
 use ue8_quant::{BlockFp8, ErrorStats, MxElement, MxScheme, NonFinite, QuantError};
 
-/// Rows per band: one DeepSeek tile row (the scale grid is per 128 rows, so bands never split a tile).
-const FP8_BAND_ROWS: usize = 128;
 /// Rows per band for MX (rows are independent; enough work per rayon task without much memory).
 const MX_BAND_ROWS: usize = 64;
 
@@ -142,44 +141,54 @@ pub fn encode(
     let mut scale_bytes = vec![0u8; out_len(1)];
     let stats = match scheme {
         Scheme::BlockFp8 { rule, e8m0_scales } => {
+            // One pass: each 128-row band is quantized straight from the source type (no f32 copy)
+            // and compared with its decoding while still in cache.
             let scheme = BlockFp8::WEIGHT.with_rule(rule);
-            let gc = k.div_ceil(128);
-            let sbytes = if e8m0_scales { 1 } else { 4 };
-            data.par_chunks_mut(FP8_BAND_ROWS * k)
-                .zip(scale_bytes.par_chunks_mut(gc * sbytes))
-                .enumerate()
-                .map(|(b, (q, s_out))| {
-                    let rows = q.len() / k;
-                    let row0 = b * FP8_BAND_ROWS;
-                    let mut f = vec![0f32; q.len()];
-                    src.to_f32_range(row0 * k, &mut f);
-                    if let Some((r, c, v)) = first_nonfinite(&f, k) {
-                        return Err(nonfinite_err(row0 + r, c, v));
-                    }
-                    let mut scales = vec![0f32; gc];
-                    let report = scheme
-                        .quantize_f32(&f, rows, k, NonFinite::Reject, q, &mut scales)
-                        .map_err(fail)?;
-                    if e8m0_scales {
-                        ue8_quant::scales_to_e8m0(&scales, s_out).map_err(fail)?;
-                    } else {
-                        for (o, s) in s_out.chunks_exact_mut(4).zip(&scales) {
-                            o.copy_from_slice(&s.to_le_bytes());
-                        }
-                    }
-                    let mut back = vec![0f32; q.len()];
-                    scheme
-                        .dequantize_to_f32(q, &scales, rows, k, &mut back)
-                        .map_err(fail)?;
-                    let mut st = ErrorStats::new();
-                    st.add_slices(&f, &back);
-                    st.add_clipped(report.clipped);
-                    Ok(st)
-                })
-                .try_reduce(ErrorStats::new, |mut a, b| {
-                    a.merge(&b);
-                    Ok(a)
-                })?
+            let mut scales = vec![0f32; n.div_ceil(128) * k.div_ceil(128)];
+            let fused = match src {
+                PlainData::F32(v) => scheme.quantize_with_stats_par(
+                    v,
+                    n,
+                    k,
+                    NonFinite::Reject,
+                    &mut data,
+                    &mut scales,
+                ),
+                PlainData::Bf16(v) => scheme.quantize_with_stats_par(
+                    v,
+                    n,
+                    k,
+                    NonFinite::Reject,
+                    &mut data,
+                    &mut scales,
+                ),
+                PlainData::F16(v) => scheme.quantize_with_stats_par(
+                    v,
+                    n,
+                    k,
+                    NonFinite::Reject,
+                    &mut data,
+                    &mut scales,
+                ),
+            };
+            let stats = match fused {
+                Ok((_, stats)) => stats,
+                // Only on failure: name the offending element in the converter's own words.
+                Err(e) => {
+                    return Err(match src.first_nonfinite() {
+                        Some((i, v)) => nonfinite_err(i / k, i % k, v),
+                        None => fail(e),
+                    })
+                }
+            };
+            if e8m0_scales {
+                ue8_quant::scales_to_e8m0(&scales, &mut scale_bytes).map_err(fail)?;
+            } else {
+                for (o, s) in scale_bytes.chunks_exact_mut(4).zip(&scales) {
+                    o.copy_from_slice(&s.to_le_bytes());
+                }
+            }
+            stats
         }
         Scheme::Mx { elem, rule, .. } => {
             let mx = MxScheme { elem, rule };

@@ -53,6 +53,21 @@ impl<'a> PlainData<'a> {
         self.len() == 0
     }
 
+    /// Index and value of the first NaN or infinity in row-major order.
+    pub fn first_nonfinite(&self) -> Option<(usize, f32)> {
+        fn find<T: Copy>(v: &[T], f32_of: impl Fn(T) -> f32) -> Option<(usize, f32)> {
+            v.iter()
+                .map(|x| f32_of(*x))
+                .enumerate()
+                .find(|(_, x)| !x.is_finite())
+        }
+        match self {
+            PlainData::F32(v) => find(v, |x| x),
+            PlainData::Bf16(v) => find(v, bf16::to_f32),
+            PlainData::F16(v) => find(v, f16::to_f32),
+        }
+    }
+
     /// Writes elements `start..start + out.len()` as f32 into `out`.
     pub fn to_f32_range(&self, start: usize, out: &mut [f32]) {
         let end = start + out.len();
