@@ -243,3 +243,117 @@ pub fn encode(
     let tensors = names.zip([data, scale_bytes]).collect();
     Ok(Encoded { tensors, stats })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::{bf16, f16};
+    use std::borrow::Cow;
+    use ue8_quant::ScaleRule;
+
+    /// The fused pass sums the same f64 terms as the unfused one in another order (per tile segment
+    /// instead of per band); f64 reassociation over <= 1e5 terms moves a sum by far less than this.
+    const F64_REASSOCIATION_REL: f64 = 1e-9;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // Deterministic spread over several binades, with a few outliers that force clipping-free
+        // but large-scale tiles.
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let u = (x as f32 / u32::MAX as f32) - 0.5;
+                if i % 997 == 3 {
+                    u * 300.0
+                } else {
+                    u * 0.04
+                }
+            })
+            .collect()
+    }
+
+    /// The converter's former path: f32 band copy, quantize, decode, compare.
+    fn unfused(rule: ScaleRule, f: &[f32], n: usize, k: usize) -> (Vec<u8>, Vec<f32>, ErrorStats) {
+        let scheme = BlockFp8::WEIGHT.with_rule(rule);
+        let mut q = vec![0u8; n * k];
+        let mut s = vec![0f32; n.div_ceil(128) * k.div_ceil(128)];
+        let rep = scheme
+            .quantize_f32(f, n, k, NonFinite::Reject, &mut q, &mut s)
+            .unwrap();
+        let mut back = vec![0f32; n * k];
+        scheme.dequantize_to_f32(&q, &s, n, k, &mut back).unwrap();
+        let mut st = ErrorStats::new();
+        st.add_slices(f, &back);
+        st.add_clipped(rep.clipped);
+        (q, s, st)
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        a == b || (a - b).abs() <= F64_REASSOCIATION_REL * a.abs().max(b.abs())
+    }
+
+    #[test]
+    fn fused_block_fp8_matches_quantize_then_decode_for_every_source_type() {
+        let path = Path::new("t.safetensors");
+        for (n, k) in [(1, 1), (1, 33), (31, 127), (129, 128), (130, 300)] {
+            for (si, source) in ["f32", "bf16", "f16"].into_iter().enumerate() {
+                let raw = values(n * k, (n * 1000 + k + si) as u32);
+                // The reference sees exactly the values the source type holds.
+                let (data, f): (PlainData<'_>, Vec<f32>) = match source {
+                    "f32" => (PlainData::F32(Cow::Owned(raw.clone())), raw.clone()),
+                    "bf16" => {
+                        let v: Vec<bf16> = raw.iter().map(|x| bf16::from_f32(*x)).collect();
+                        let f = v.iter().map(|x| x.to_f32()).collect();
+                        (PlainData::Bf16(Cow::Owned(v)), f)
+                    }
+                    _ => {
+                        let v: Vec<f16> = raw.iter().map(|x| f16::from_f32(*x)).collect();
+                        let f = v.iter().map(|x| x.to_f32()).collect();
+                        (PlainData::F16(Cow::Owned(v)), f)
+                    }
+                };
+                let scheme = Scheme::BlockFp8 {
+                    rule: ScaleRule::Ue8m0Ceil,
+                    e8m0_scales: false,
+                };
+                let enc = encode(scheme, path, "w", &data, n, k).unwrap();
+                let (q, s, st) = unfused(ScaleRule::Ue8m0Ceil, &f, n, k);
+                let ctx = format!("[{n}, {k}] from {source}");
+                assert_eq!(enc.tensors[0].1, q, "codes {ctx}");
+                let s_bytes: Vec<u8> = s.iter().flat_map(|x| x.to_le_bytes()).collect();
+                assert_eq!(enc.tensors[1].1, s_bytes, "scales {ctx}");
+                let e = &enc.stats;
+                assert_eq!(e.max_abs(), st.max_abs(), "max_abs {ctx}");
+                assert_eq!(e.clipped_share(), st.clipped_share(), "clipped {ctx}");
+                assert!(close(e.rms(), st.rms()), "rms {ctx}");
+                assert!(close(e.cosine(), st.cosine()), "cosine {ctx}");
+                assert!(close(e.snr_db(), st.snr_db()), "snr {ctx}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_source_is_named_by_row_and_column() {
+        let (n, k) = (130, 33);
+        let mut v: Vec<bf16> = values(n * k, 7)
+            .iter()
+            .map(|x| bf16::from_f32(*x))
+            .collect();
+        v[129 * k + 5] = bf16::INFINITY;
+        let scheme = Scheme::BlockFp8 {
+            rule: ScaleRule::Ue8m0Ceil,
+            e8m0_scales: true,
+        };
+        let data = PlainData::Bf16(Cow::Owned(v));
+        let err = encode(scheme, Path::new("m.safetensors"), "w", &data, n, k)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("row 129, col 5") && err.contains("non-finite") && err.contains("'w'"),
+            "{err}"
+        );
+    }
+}
