@@ -58,6 +58,26 @@ impl ErrorStats {
     /// path of every conversion report); chunks holding a NaN or inf go through [`ErrorStats::add`].
     /// The sums are reassociated, so they can differ from pair-by-pair adds in the last f64 bits.
     pub fn add_slices(&mut self, reference: &[f32], test: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { self.add_slices_avx2(reference, test) };
+            return;
+        }
+        self.add_slices_lanes(reference, test);
+    }
+
+    /// [`ErrorStats::add_slices`] compiled for AVX2: the same operations in the same order (Rust never
+    /// contracts a*b+c into an FMA by itself), so the sums are bit-identical to the baseline build,
+    /// with 4-wide f64 vectors instead of 2-wide (the report was a quarter of a conversion's CPU time).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_slices_avx2(&mut self, reference: &[f32], test: &[f32]) {
+        self.add_slices_lanes(reference, test);
+    }
+
+    #[inline(always)]
+    fn add_slices_lanes(&mut self, reference: &[f32], test: &[f32]) {
         const LANES: usize = 8;
         let n = reference.len().min(test.len());
         let (r, t) = (&reference[..n], &test[..n]);
