@@ -27,6 +27,7 @@ pub mod matmul;
 pub mod memory;
 pub mod models;
 pub mod perplexity;
+pub mod profile;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;

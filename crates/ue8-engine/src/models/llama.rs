@@ -7,6 +7,7 @@ use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::layers::{self, AttentionShape, RopeTable};
 use crate::matmul::Matmul;
+use crate::profile::{Op, Profile};
 use crate::weights::Linear;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -166,6 +167,8 @@ pub struct Session<'m, 'a> {
     /// Attention output written by the pool's threads (f32 bits; each element by one thread).
     att_shared: Vec<AtomicU32>, // [B, hq]
     logits: Vec<f32>, // [B, V]
+    /// Per-op timing, recording only under `UE8_PROFILE=1`.
+    profile: Profile,
 }
 
 fn alloc(a: usize, b: usize, what: &str) -> Result<Vec<f32>> {
@@ -217,6 +220,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 .collect::<Result<_>>()?,
             att_shared: (0..b * c.q_dim()).map(|_| AtomicU32::new(0)).collect(),
             logits: alloc(b, c.vocab_size, "logits")?,
+            profile: Profile::default(),
         })
     }
 
@@ -272,6 +276,8 @@ impl<'m, 'a> Session<'m, 'a> {
         let hd = c.head_dim;
         let eps = c.rms_norm_eps;
         let mm = self.mm;
+        self.profile.count_call(m);
+        let t = self.profile.start();
 
         // x[m, d] = embed_tokens[tokens]
         for (i, &t) in tokens.iter().enumerate() {
@@ -286,6 +292,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 .dequant_row(t as usize, &mut self.x[i * d..(i + 1) * d])?;
         }
 
+        self.profile.stop(Op::Embed, m, t);
         let shape = AttentionShape {
             n_heads: c.num_attention_heads,
             n_kv_heads: c.num_key_value_heads,
@@ -296,6 +303,7 @@ impl<'m, 'a> Session<'m, 'a> {
         for (l, layer) in model.layers.iter().enumerate() {
             // ---- attention block ----
             // xb[m, d] = rms_norm(x) * input_norm
+            let t = self.profile.start();
             for i in 0..m {
                 layers::rms_norm(
                     &mut self.xb[i * d..(i + 1) * d],
@@ -304,10 +312,14 @@ impl<'m, 'a> Session<'m, 'a> {
                     eps,
                 );
             }
+            self.profile.stop(Op::Norm, m, t);
+            let t = self.profile.start();
             let xb = &self.xb[..m * d];
             mm.matmul(&layer.q_proj, xb, m, &mut self.q[..m * hq])?; // [m, hq]
             mm.matmul(&layer.k_proj, xb, m, &mut self.k[..m * hkv])?; // [m, hkv]
             mm.matmul(&layer.v_proj, xb, m, &mut self.v[..m * hkv])?; // [m, hkv]
+            self.profile.stop(Op::QkvProj, m, t);
+            let t = self.profile.start();
             for i in 0..m {
                 let q = &mut self.q[i * hq..(i + 1) * hq]; // [heads, hd]
                 let k = &mut self.k[i * hkv..(i + 1) * hkv]; // [kv heads, hd]
@@ -324,6 +336,8 @@ impl<'m, 'a> Session<'m, 'a> {
                 self.k_cache[off..off + hkv].copy_from_slice(k);
                 self.v_cache[off..off + hkv].copy_from_slice(&self.v[i * hkv..(i + 1) * hkv]);
             }
+            self.profile.stop(Op::RopeCache, m, t);
+            let t = self.profile.start();
             // att[m, hq]: each (token, head) attends to the cache up to the token's own position;
             // the pairs are shared out over the pool's threads.
             let kc = &self.k_cache[l * layer_cache..(l + 1) * layer_cache];
@@ -362,6 +376,8 @@ impl<'m, 'a> Session<'m, 'a> {
             for (a, s) in self.att[..m * hq].iter_mut().zip(&self.att_shared) {
                 *a = f32::from_bits(s.load(Ordering::Relaxed));
             }
+            self.profile.stop(Op::Attention, m, t);
+            let t = self.profile.start();
             // x += att Wo^T
             mm.matmul(
                 &layer.o_proj,
@@ -369,6 +385,8 @@ impl<'m, 'a> Session<'m, 'a> {
                 m,
                 &mut self.xb2[..m * d],
             )?;
+            self.profile.stop(Op::OProj, m, t);
+            let t = self.profile.start();
             add_into(&mut self.x[..m * d], &self.xb2[..m * d]);
 
             // ---- MLP block ----
@@ -380,17 +398,26 @@ impl<'m, 'a> Session<'m, 'a> {
                     eps,
                 );
             }
+            self.profile.stop(Op::Norm, m, t);
+            let t = self.profile.start();
             let xb = &self.xb[..m * d];
             mm.matmul(&layer.gate_proj, xb, m, &mut self.gate[..m * f])?; // [m, f]
             mm.matmul(&layer.up_proj, xb, m, &mut self.up[..m * f])?; // [m, f]
+            self.profile.stop(Op::GateUpProj, m, t);
+            let t = self.profile.start();
             layers::swiglu(&mut self.gate[..m * f], &self.up[..m * f]);
+            self.profile.stop(Op::Swiglu, m, t);
+            let t = self.profile.start();
             mm.matmul(
                 &layer.down_proj,
                 &self.gate[..m * f],
                 m,
                 &mut self.xb2[..m * d],
             )?; // [m, d]
+            self.profile.stop(Op::DownProj, m, t);
+            let t = self.profile.start();
             add_into(&mut self.x[..m * d], &self.xb2[..m * d]);
+            self.profile.stop(Op::Residual, m, t);
         }
         self.pos = pos0 + m;
 
@@ -400,6 +427,7 @@ impl<'m, 'a> Session<'m, 'a> {
             Logits::Last => m - 1..m,
             Logits::All => 0..m,
         };
+        let t = self.profile.start();
         let r = rows.len();
         for (j, i) in rows.clone().enumerate() {
             layers::rms_norm(
@@ -416,6 +444,7 @@ impl<'m, 'a> Session<'m, 'a> {
             r,
             &mut self.logits[..r * v],
         )?;
+        self.profile.stop(Op::LmHead, m, t);
         Ok(&self.logits[..r * v])
     }
 }
