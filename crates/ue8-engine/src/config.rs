@@ -70,46 +70,50 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
-struct Fields<'a> {
-    path: &'a Path,
-    v: &'a Value,
+/// Typed access to config.json fields; every error names the file and the field.
+pub(crate) struct Fields<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) v: &'a Value,
 }
 
 impl Fields<'_> {
-    fn err(&self, field: &str, problem: impl Into<String>) -> EngineError {
+    pub(crate) fn err(&self, field: &str, problem: impl Into<String>) -> EngineError {
         EngineError::Config {
             path: self.path.to_path_buf(),
             field: field.to_string(),
             problem: problem.into(),
         }
     }
-    fn opt(&self, field: &str) -> Option<&Value> {
+    pub(crate) fn opt(&self, field: &str) -> Option<&Value> {
         self.v.get(field).filter(|x| !x.is_null())
     }
-    fn usize_req(&self, field: &str) -> Result<usize> {
+    pub(crate) fn usize_req(&self, field: &str) -> Result<usize> {
         match self.opt(field) {
             None => Err(self.err(field, "missing")),
             Some(x) => self.as_usize(field, x),
         }
     }
-    fn as_usize(&self, field: &str, x: &Value) -> Result<usize> {
+    pub(crate) fn as_usize(&self, field: &str, x: &Value) -> Result<usize> {
         x.as_u64()
             .and_then(|u| usize::try_from(u).ok())
             .ok_or_else(|| self.err(field, format!("expected a non-negative integer, found {x}")))
     }
-    fn usize_opt(&self, field: &str) -> Result<Option<usize>> {
+    pub(crate) fn usize_opt(&self, field: &str) -> Result<Option<usize>> {
         self.opt(field).map(|x| self.as_usize(field, x)).transpose()
     }
-    fn f32_opt(&self, field: &str) -> Result<Option<f32>> {
+    pub(crate) fn f64_opt(&self, field: &str) -> Result<Option<f64>> {
         match self.opt(field) {
             None => Ok(None),
             Some(x) => x
                 .as_f64()
-                .map(|f| Some(f as f32))
+                .map(Some)
                 .ok_or_else(|| self.err(field, format!("expected a number, found {x}"))),
         }
     }
-    fn bool_opt(&self, field: &str) -> Result<Option<bool>> {
+    pub(crate) fn f32_opt(&self, field: &str) -> Result<Option<f32>> {
+        Ok(self.f64_opt(field)?.map(|f| f as f32))
+    }
+    pub(crate) fn bool_opt(&self, field: &str) -> Result<Option<bool>> {
         match self.opt(field) {
             None => Ok(None),
             Some(x) => x
@@ -118,12 +122,12 @@ impl Fields<'_> {
                 .ok_or_else(|| self.err(field, format!("expected true or false, found {x}"))),
         }
     }
-    fn str_opt(&self, field: &str) -> Option<&str> {
+    pub(crate) fn str_opt(&self, field: &str) -> Option<&str> {
         self.opt(field).and_then(|x| x.as_str())
     }
 }
 
-fn token_ids(f: &Fields, field: &str) -> Result<Vec<u32>> {
+pub(crate) fn token_ids(f: &Fields, field: &str) -> Result<Vec<u32>> {
     let to_id = |x: &Value| {
         x.as_u64()
             .and_then(|u| u32::try_from(u).ok())
@@ -136,22 +140,29 @@ fn token_ids(f: &Fields, field: &str) -> Result<Vec<u32>> {
     }
 }
 
+/// Read and parse `config.json` from a model directory (or the file itself); returns the file's path
+/// (for error messages) and its JSON.
+pub(crate) fn read_config_json(path: &Path) -> Result<(PathBuf, Value)> {
+    let file: PathBuf = if path.is_dir() {
+        path.join("config.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| EngineError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|source| EngineError::Json {
+        path: file.clone(),
+        source,
+    })?;
+    Ok((file, v))
+}
+
 impl ModelConfig {
     /// Read `config.json` from a model directory (or the file itself).
     pub fn from_path(path: &Path) -> Result<Self> {
-        let file: PathBuf = if path.is_dir() {
-            path.join("config.json")
-        } else {
-            path.to_path_buf()
-        };
-        let text = std::fs::read_to_string(&file).map_err(|source| EngineError::Io {
-            path: file.clone(),
-            source,
-        })?;
-        let v: Value = serde_json::from_str(&text).map_err(|source| EngineError::Json {
-            path: file.clone(),
-            source,
-        })?;
+        let (file, v) = read_config_json(path)?;
         Self::from_json(&v, &file)
     }
 

@@ -5,9 +5,10 @@
 //! the math but are not implemented (another scoring function, `moe_layer_freq != 1`, ...) are refused
 //! with an error naming the field, never silently ignored.
 
+use crate::config::{read_config_json, token_ids, Fields};
 use crate::error::{EngineError, Result};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The architecture name this configuration belongs to.
 pub const DEEPSEEK_V3_ARCHITECTURE: &str = "DeepseekV3ForCausalLM";
@@ -72,72 +73,6 @@ pub struct DeepseekConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
-struct Fields<'a> {
-    path: &'a Path,
-    v: &'a Value,
-}
-
-impl Fields<'_> {
-    fn err(&self, field: &str, problem: impl Into<String>) -> EngineError {
-        EngineError::Config {
-            path: self.path.to_path_buf(),
-            field: field.to_string(),
-            problem: problem.into(),
-        }
-    }
-    fn opt(&self, field: &str) -> Option<&Value> {
-        self.v.get(field).filter(|x| !x.is_null())
-    }
-    fn usize_req(&self, field: &str) -> Result<usize> {
-        match self.opt(field) {
-            None => Err(self.err(field, "missing")),
-            Some(x) => self.as_usize(field, x),
-        }
-    }
-    fn as_usize(&self, field: &str, x: &Value) -> Result<usize> {
-        x.as_u64()
-            .and_then(|u| usize::try_from(u).ok())
-            .ok_or_else(|| self.err(field, format!("expected a non-negative integer, found {x}")))
-    }
-    fn usize_opt(&self, field: &str) -> Result<Option<usize>> {
-        self.opt(field).map(|x| self.as_usize(field, x)).transpose()
-    }
-    fn f64_opt(&self, field: &str) -> Result<Option<f64>> {
-        match self.opt(field) {
-            None => Ok(None),
-            Some(x) => x
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.err(field, format!("expected a number, found {x}"))),
-        }
-    }
-    fn bool_opt(&self, field: &str) -> Result<Option<bool>> {
-        match self.opt(field) {
-            None => Ok(None),
-            Some(x) => x
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.err(field, format!("expected true or false, found {x}"))),
-        }
-    }
-    fn str_opt(&self, field: &str) -> Option<&str> {
-        self.opt(field).and_then(|x| x.as_str())
-    }
-}
-
-fn token_ids(f: &Fields, field: &str) -> Result<Vec<u32>> {
-    let to_id = |x: &Value| {
-        x.as_u64()
-            .and_then(|u| u32::try_from(u).ok())
-            .ok_or_else(|| f.err(field, format!("expected a token id, found {x}")))
-    };
-    match f.opt(field) {
-        None => Ok(Vec::new()),
-        Some(Value::Array(items)) => items.iter().map(to_id).collect(),
-        Some(x) => Ok(vec![to_id(x)?]),
-    }
-}
-
 /// Whether a parsed config.json names `DeepseekV3ForCausalLM` (or `model_type: deepseek_v3`).
 pub fn is_deepseek_v3(v: &Value) -> bool {
     let by_arch = v
@@ -152,38 +87,14 @@ pub fn is_deepseek_v3(v: &Value) -> bool {
 /// Whether the model directory (or config file) at `path` holds a DeepSeek-V3 config.json; the
 /// commands use it to pick the model family.
 pub fn is_deepseek_dir(path: &Path) -> Result<bool> {
-    let file: PathBuf = if path.is_dir() {
-        path.join("config.json")
-    } else {
-        path.to_path_buf()
-    };
-    let text = std::fs::read_to_string(&file).map_err(|source| EngineError::Io {
-        path: file.clone(),
-        source,
-    })?;
-    let v: Value = serde_json::from_str(&text).map_err(|source| EngineError::Json {
-        path: file.clone(),
-        source,
-    })?;
+    let (_, v) = read_config_json(path)?;
     Ok(is_deepseek_v3(&v))
 }
 
 impl DeepseekConfig {
     /// Read `config.json` from a model directory (or the file itself).
     pub fn from_path(path: &Path) -> Result<Self> {
-        let file: PathBuf = if path.is_dir() {
-            path.join("config.json")
-        } else {
-            path.to_path_buf()
-        };
-        let text = std::fs::read_to_string(&file).map_err(|source| EngineError::Io {
-            path: file.clone(),
-            source,
-        })?;
-        let v: Value = serde_json::from_str(&text).map_err(|source| EngineError::Json {
-            path: file.clone(),
-            source,
-        })?;
+        let (file, v) = read_config_json(path)?;
         Self::from_json(&v, &file)
     }
 
