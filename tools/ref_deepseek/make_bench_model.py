@@ -2,12 +2,18 @@
 """Generate a random DeepSeek-V3-shaped BF16 checkpoint for speed measurements (not for accuracy):
 config.json + model.safetensors in DeepSeek's per-expert naming. numpy + ml_dtypes only.
 
+With --tokenizer DIR (a directory holding tokenizer.json, e.g. `ue8 import-gguf` of SmolLM2), its
+tokenizer.json and tokenizer_config.json are copied in, bos/eos ids are taken from DIR/config.json
+and the vocabulary defaults to the tokenizer's size: llama.cpp's convert_hf_to_gguf.py needs a
+tokenizer whose pre-tokenizer it recognises (SmolLM2's is "smollm"), and `ue8 run` needs one too.
+
 Usage: make_bench_model.py OUT_DIR [--hidden 1024] [--layers 8] [--experts 64] [--top-k 6]
-       [--moe-inter 256] [--vocab 32000]
+       [--moe-inter 256] [--vocab 32000 | size of --tokenizer's vocabulary] [--tokenizer DIR]
 """
 import argparse
 import json
 import os
+import shutil
 
 import ml_dtypes
 import numpy as np
@@ -22,8 +28,25 @@ def main():
     ap.add_argument("--experts", type=int, default=64)
     ap.add_argument("--top-k", type=int, default=6)
     ap.add_argument("--moe-inter", type=int, default=256)
-    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--vocab", type=int, default=None)
+    ap.add_argument("--tokenizer", default=None, help="directory with tokenizer.json to copy in")
     a = ap.parse_args()
+    bos, eos = 0, 1
+    if a.tokenizer:
+        with open(os.path.join(a.tokenizer, "tokenizer.json"), encoding="utf-8") as fh:
+            tj = json.load(fh)
+        n_tok = 1 + max(list(tj["model"]["vocab"].values()) + [t["id"] for t in tj.get("added_tokens", [])])
+        if a.vocab is None:
+            a.vocab = n_tok
+        elif a.vocab < n_tok:
+            ap.error(f"--vocab {a.vocab} is smaller than the tokenizer's {n_tok} tokens")
+        src_cfg = os.path.join(a.tokenizer, "config.json")
+        if os.path.exists(src_cfg):
+            with open(src_cfg) as fh:
+                sc = json.load(fh)
+            bos, eos = sc.get("bos_token_id", bos), sc.get("eos_token_id", eos)
+    if a.vocab is None:
+        a.vocab = 32000
     d, h = a.hidden, a.hidden // 64
     c = dict(architectures=["DeepseekV3ForCausalLM"], model_type="deepseek_v3", hidden_act="silu",
              hidden_size=d, intermediate_size=4 * d, moe_intermediate_size=a.moe_inter,
@@ -33,7 +56,7 @@ def main():
              n_routed_experts=a.experts, n_group=8, topk_group=4, num_experts_per_tok=a.top_k,
              n_shared_experts=1, norm_topk_prob=True, routed_scaling_factor=2.5,
              rope_interleave=True, rms_norm_eps=1e-6, max_position_embeddings=4096,
-             rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=0, eos_token_id=1,
+             rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=bos, eos_token_id=eos,
              scoring_func="sigmoid", topk_method="noaux_tc")
     rng = np.random.default_rng(0)
     t = {}
@@ -75,6 +98,14 @@ def main():
     with open(os.path.join(a.out, "config.json"), "w") as fh:
         json.dump(c, fh, indent=1)
     save_file(t, os.path.join(a.out, "model.safetensors"), metadata={"format": "pt"})
+    if a.tokenizer:
+        shutil.copyfile(os.path.join(a.tokenizer, "tokenizer.json"), os.path.join(a.out, "tokenizer.json"))
+        tc = os.path.join(a.tokenizer, "tokenizer_config.json")
+        if os.path.exists(tc):
+            shutil.copyfile(tc, os.path.join(a.out, "tokenizer_config.json"))
+        else:
+            with open(os.path.join(a.out, "tokenizer_config.json"), "w") as fh:
+                json.dump({"tokenizer_class": "PreTrainedTokenizerFast"}, fh)
     print(f"{a.out}: {sum(v.nbytes for v in t.values()) / 1e9:.2f} GB BF16")
 
 
