@@ -9,11 +9,28 @@ For every model directory written under crates/ue8-engine/tests/fixtures/deepsee
 FP8 variants hold E4M3 weights + `weight_scale_inv` and their reference is transformers running the
 same weights dequantized exactly as ue8 does (f32(q) * S in f32), per shared/design/formats.md s.2.
 
-Usage: python3 tools/ref_deepseek/make_fixtures.py   (pins in tools/ref_deepseek/requirements.txt)
+tiny_c_smollm2_vocab_bf16 (issue 10: "a model with SmolLM2's 49152-token vocabulary and tokenizer"):
+hidden 16 so the checkpoint stays about 3 MB, DeepSeek-V3's own YaRN (factor 40, mscales 1), and as
+input the start of data/demo/pride_and_prejudice_ch1-6.txt tokenized by SmolLM2's tokenizer.json (the
+`tokenizers` package over the file `ue8 import-gguf` writes from the SmolLM2 GGUF of
+shared/data/fetch-smollm2.sh; 3.5 MB, so only the ids are committed). Full [T, 49152] logits would be
+50 MB, so its reference.safetensors holds instead:
+  tokens [T] (I32), text_bytes [1] (I64: the ids are the encoding of the text's first text_bytes bytes),
+  nll [T-1] (F64, per position), mean_nll [1] (F64), logsumexp [T] (F64),
+  top_ids [T, K] / top_logits [T, K] (I32 / F32, the K largest logits), last_logits [V] (F32, last row)
+and its metadata names the tokenizer.json's sha256.
+
+Usage: python3 tools/ref_deepseek/make_fixtures.py [--only NAME] [--smollm2-tokenizer tokenizer.json]
+       (pins in tools/ref_deepseek/requirements.txt; without --smollm2-tokenizer, the GGUF is imported
+       with target/release/ue8 into a temporary directory)
 """
+import argparse
+import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import ml_dtypes
 import numpy as np
@@ -22,6 +39,12 @@ from safetensors.numpy import save_file
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "ue8-engine", "tests", "fixtures", "deepseek")
 SEQ_LEN = 48
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+DEMO_TEXT = os.path.join(REPO, "data", "demo", "pride_and_prejudice_ch1-6.txt")
+# The SmolLM2-vocabulary fixture: the demo text up to the first line break after this many bytes
+# (about 250 tokens), and the K largest logits kept per position.
+VOCAB_TEXT_BYTES = 1000
+VOCAB_TOP_K = 8
 
 # Two shapes: A has q_lora, YaRN (unequal mscales), interleaved rope, dims not multiples of 128
 # (160, partial FP8 tiles), an MTP layer stored and a dense first layer, DeepSeek's config
@@ -51,6 +74,21 @@ CONFIGS = {
         rope_parameters=dict(rope_type="default", rope_theta=50000.0),
     ),
 }
+
+
+# DeepSeek-V3's layout at toy size with SmolLM2's vocabulary: separate lm_head, q_lora, a dense first
+# layer, interleaved rope and DeepSeek-V3's YaRN (factor 40 from 4096, mscale = mscale_all_dim = 1).
+VOCAB_CONFIG = dict(
+    hidden_size=16, intermediate_size=32, moe_intermediate_size=16, num_hidden_layers=2,
+    num_attention_heads=2, num_key_value_heads=2, vocab_size=49152, q_lora_rank=16,
+    kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8,
+    first_k_dense_replace=1, n_routed_experts=8, n_group=4, topk_group=2,
+    num_experts_per_tok=2, n_shared_experts=1, norm_topk_prob=True, routed_scaling_factor=2.5,
+    rope_interleave=True, num_nextn_predict_layers=0, rms_norm_eps=1e-6,
+    max_position_embeddings=163840, tie_word_embeddings=False, rope_theta=10000.0,
+    rope_scaling=dict(type="yarn", factor=40.0, original_max_position_embeddings=4096,
+                      beta_fast=32, beta_slow=1, mscale=1.0, mscale_all_dim=1.0),
+)
 
 
 def config_json(c):
@@ -218,10 +256,68 @@ def write_model(name, cfg, tensors, ref_weights, tokens, quant_config=None):
     print(f"{name}: {size / 1e6:.2f} MB, mean NLL {nll:.6f}, smallest top-1 margin {margin:.4g}")
 
 
+def smollm2_tokenizer_json(path):
+    """SmolLM2's tokenizer.json: the given file, or `ue8 import-gguf` of the fetched GGUF."""
+    if path:
+        return path
+    gguf = subprocess.run(["bash", os.path.join(REPO, "..", "shared", "data", "fetch-smollm2.sh")],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    tmp = tempfile.mkdtemp()
+    ue8 = os.environ.get("UE8", os.path.join(REPO, "target", "release", "ue8"))
+    subprocess.run([ue8, "import-gguf", gguf, os.path.join(tmp, "smollm2")], check=True)
+    return os.path.join(tmp, "smollm2", "tokenizer.json")
+
+
+def write_vocab_fixture(tokenizer_json):
+    from tokenizers import Tokenizer
+    name = "tiny_c_smollm2_vocab_bf16"
+    data = open(DEMO_TEXT, "rb").read()
+    n = data.index(b"\n", VOCAB_TEXT_BYTES) + 1
+    text = data[:n].decode("utf-8")
+    tokens = Tokenizer.from_file(tokenizer_json).encode(text, add_special_tokens=False).ids
+    cfg = config_json(VOCAB_CONFIG)
+    cfg.update(bos_token_id=1, eos_token_id=2)  # SmolLM2's <|im_start|>, <|im_end|>
+    w = make_weights(VOCAB_CONFIG, seed=1002)
+    bf16 = {k: (v.astype(ml_dtypes.bfloat16) if not k.endswith("e_score_correction_bias") else v)
+            for k, v in w.items()}
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1, sort_keys=True)
+    save_file(bf16, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    logits = transformers_logits(cfg, w, tokens)
+    lg = logits.astype(np.float64)
+    mx = lg.max(-1)
+    lse = np.log(np.exp(lg - mx[:, None]).sum(-1)) + mx
+    nll = lse[:-1] - lg[np.arange(len(tokens) - 1), tokens[1:]]
+    top = np.argsort(-logits, -1, kind="stable")[:, :VOCAB_TOP_K].astype(np.int32)
+    srt = np.sort(logits, -1)
+    margin = float((srt[:, -1] - srt[:, -2]).min())
+    sha = hashlib.sha256(open(tokenizer_json, "rb").read()).hexdigest()
+    save_file({"tokens": np.array(tokens, np.int32), "text_bytes": np.array([n], np.int64),
+               "nll": nll, "mean_nll": np.array([nll.mean()], np.float64), "logsumexp": lse,
+               "top_ids": top, "top_logits": np.take_along_axis(logits, top, -1).astype(np.float32),
+               "last_logits": logits[-1].astype(np.float32)},
+              os.path.join(d, "reference.safetensors"),
+              metadata={"tokenizer": "SmolLM2-135M-Instruct tokenizer.json from ue8 import-gguf",
+                        "tokenizer_sha256": sha, "text": "data/demo/pride_and_prejudice_ch1-6.txt"})
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    print(f"{name}: {len(tokens)} tokens of {n} bytes, {size / 1e6:.2f} MB in all, mean NLL "
+          f"{nll.mean():.6f}, smallest top-1 margin {margin:.4g}, max |logit| {np.abs(logits).max():.3f}")
+
+
 def main():
     import transformers
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", help="write only this fixture (tiny_a, tiny_b or tiny_c_smollm2_vocab)")
+    ap.add_argument("--smollm2-tokenizer", help="SmolLM2's tokenizer.json (default: import the GGUF)")
+    a = ap.parse_args()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
+    if a.only in (None, "tiny_c_smollm2_vocab"):
+        write_vocab_fixture(smollm2_tokenizer_json(a.smollm2_tokenizer))
     for i, (name, c) in enumerate(CONFIGS.items()):
+        if a.only not in (None, name):
+            continue
         cfg = config_json(c)
         w = make_weights(c, seed=1000 + i)
         rng = np.random.default_rng(7 + i)
