@@ -25,9 +25,11 @@ Usage: python3 tools/ref_deepseek/make_fixtures.py [--only NAME] [--smollm2-toke
        with target/release/ue8 into a temporary directory)
 """
 import argparse
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -263,6 +265,7 @@ def smollm2_tokenizer_json(path):
     gguf = subprocess.run(["bash", os.path.join(REPO, "..", "shared", "data", "fetch-smollm2.sh")],
                           check=True, capture_output=True, text=True).stdout.strip()
     tmp = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, tmp, True)
     ue8 = os.environ.get("UE8", os.path.join(REPO, "target", "release", "ue8"))
     subprocess.run([ue8, "import-gguf", gguf, os.path.join(tmp, "smollm2")], check=True)
     return os.path.join(tmp, "smollm2", "tokenizer.json")
