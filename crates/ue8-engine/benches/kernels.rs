@@ -287,7 +287,12 @@ fn table() {
             );
         }
     }
-    let (n, k, m) = (1536, 576, 64);
+    prefill_table(&pools, budget);
+}
+
+/// Prefill GMAC/s of every format at 1 and 2 threads (`UE8_BENCH_PREFILL=1` prints only this).
+fn prefill_table(pools: &[Pool], budget: Duration) {
+    let (n, k, m) = (1536, 576, 128);
     println!();
     println!("Prefill, {n}x{k}, m = {m} tokens: GMAC/s (multiply-adds per second).");
     println!();
@@ -299,7 +304,7 @@ fn table() {
         let stored = Stored::new(fmt, n, k);
         let w = stored.matrix();
         let mut cells = Vec::new();
-        for pool in &pools {
+        for pool in pools {
             let t = best_of(
                 &mut || {
                     pool.matmul(&w, black_box(&x), m, &mut y)
@@ -318,6 +323,14 @@ fn table() {
 criterion_group!(benches, bench_decode, bench_prefill);
 
 fn main() {
+    if std::env::var_os("UE8_BENCH_PREFILL").is_some() {
+        let pools: Vec<Pool> = [1usize, 2]
+            .iter()
+            .map(|&t| Pool::new(t).unwrap_or_else(|e| panic!("pool: {e}")))
+            .collect();
+        prefill_table(&pools, Duration::from_millis(400));
+        return;
+    }
     if std::env::var_os("UE8_BENCH_TABLE").is_some() {
         table();
         return;

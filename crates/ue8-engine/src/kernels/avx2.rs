@@ -16,6 +16,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use super::panel::{self, Micro, PanelJob, PANEL_MIN_TOKENS};
 use super::reference::{mx_code, mx_value};
 use super::weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
 use super::OutPtr;
@@ -572,6 +573,51 @@ unsafe fn rows_tokens<D: Decode16, const B: usize, const T: usize>(
     }
 }
 
+/// Row `r`, columns `c0 .. c0 + dst.len()` as f32 with the block scale multiplied in: exactly
+/// `f32(q) * S`, the reference dequantization (the decoder's `2^-fold` cancels against the folded
+/// scale's `2^fold`, both exact). `c0` is a multiple of the block size and of 16.
+///
+/// # Safety
+/// As [`rows_tokens`] for row `r`; `c0 + dst.len() <= k`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_span<D: Decode16, const B: usize>(
+    job: &Job,
+    r: usize,
+    c0: usize,
+    dst: &mut [f32],
+    scale: &impl Fn(usize, usize) -> f32,
+    tail: &impl Fn(&[u8], usize) -> f32,
+) {
+    let row_off = r * job.row_bytes;
+    let row = job
+        .data
+        .get(row_off..row_off + job.row_bytes)
+        .unwrap_or(&[]);
+    let c1 = c0 + dst.len();
+    // Vector steps must not read past the data (FP6 loads 16 bytes for 12).
+    let mut cv = c0 + dst.len() / STEP * STEP;
+    while cv > c0 && row_off + D::byte_of(cv - STEP) + D::READ > job.data.len() {
+        cv -= STEP;
+    }
+    let block_scale = |c: usize| c.checked_div(B).map_or(1.0, |b| scale(r, b));
+    let rp = row.as_ptr();
+    let dp = dst.as_mut_ptr();
+    let mut c = c0;
+    // SAFETY: loads stay inside the row's data (limit above); stores inside dst (c < cv <= c1).
+    unsafe {
+        while c < cv {
+            let sv = _mm256_set1_ps(block_scale(c));
+            let (w0, w1) = D::load16(rp, c);
+            _mm256_storeu_ps(dp.add(c - c0), _mm256_mul_ps(w0, sv));
+            _mm256_storeu_ps(dp.add(c - c0 + 8), _mm256_mul_ps(w1, sv));
+            c += STEP;
+        }
+    }
+    for cc in c..c1 {
+        dst[cc - c0] = tail(row, cc) * block_scale(cc);
+    }
+}
+
 /// Walks `rows` in blocks of [`ROW_BLOCK`], each block for all tokens in groups of 4.
 ///
 /// # Safety
@@ -583,7 +629,24 @@ unsafe fn run<D: Decode16, const B: usize>(
     rows: Range<usize>,
     scale: &impl Fn(usize, usize) -> f32,
     tail: &impl Fn(&[u8], usize) -> f32,
+    micro: Micro,
 ) {
+    if m >= PANEL_MIN_TOKENS {
+        let pj = PanelJob {
+            n: job.n,
+            k: job.k,
+            x: job.x,
+            out: job.out,
+        };
+        // SAFETY: forwarded from the caller (`micro` is AVX2 here, or AVX-512 from avx512.rs
+        // after its own detection); decode_span gets rows < n and spans inside k.
+        unsafe {
+            panel::gemm(micro, &pj, m, rows, &|r, c0, dst| {
+                decode_span::<D, B>(job, r, c0, dst, scale, tail)
+            })
+        };
+        return;
+    }
     let mut r0 = rows.start;
     while r0 < rows.end {
         let r1 = (r0 + ROW_BLOCK).min(rows.end);
@@ -617,7 +680,13 @@ unsafe fn run_deinterleaved<D: Decode16, N: Decode16, const B: usize>(
     rows: Range<usize>,
     scale: &impl Fn(usize, usize) -> f32,
     tail: &impl Fn(&[u8], usize) -> f32,
+    micro: Micro,
 ) {
+    if m >= PANEL_MIN_TOKENS {
+        // The panel decodes rows in natural order: no reordered activations.
+        // SAFETY: forwarded from the caller.
+        return unsafe { run::<N, B>(job, m, rows, scale, tail, micro) };
+    }
     X_DEINTERLEAVED.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             deinterleave_blocks(job.x, job.k, B, &mut buf);
@@ -630,10 +699,10 @@ unsafe fn run_deinterleaved<D: Decode16, N: Decode16, const B: usize>(
                 out: job.out,
             };
             // SAFETY: forwarded from the caller; `buf` has x's shape.
-            unsafe { run::<D, B>(&reordered, m, rows, scale, tail) }
+            unsafe { run::<D, B>(&reordered, m, rows, scale, tail, micro) }
         }
         // SAFETY: forwarded from the caller.
-        Err(_) => unsafe { run::<N, B>(job, m, rows, scale, tail) },
+        Err(_) => unsafe { run::<N, B>(job, m, rows, scale, tail, micro) },
     })
 }
 
@@ -679,6 +748,23 @@ pub(crate) unsafe fn matmul_rows<'a>(
     rows: Range<usize>,
     out: OutPtr,
 ) {
+    // SAFETY: forwarded from the caller.
+    unsafe { matmul_rows_micro(w, x, m, rows, out, Micro::Avx2) }
+}
+
+/// [`matmul_rows`] whose batches of [`PANEL_MIN_TOKENS`] or more run the `micro` panel microkernel
+/// (avx512.rs sends its batches here with [`Micro::Avx512`]).
+///
+/// # Safety
+/// As [`matmul_rows`]; the CPU has what `micro` needs.
+pub(super) unsafe fn matmul_rows_micro<'a>(
+    w: &WeightMatrix<'a>,
+    x: &'a [f32],
+    m: usize,
+    rows: Range<usize>,
+    out: OutPtr,
+    micro: Micro,
+) {
     let (n, k) = (w.n(), w.k());
     let job = |data: &'a [u8]| Job {
         data,
@@ -697,21 +783,21 @@ pub(crate) unsafe fn matmul_rows<'a>(
                     let b = row.get(4 * c..4 * c + 4).unwrap_or(&[0; 4]);
                     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
                 };
-                run::<F32Fmt, 0>(&job(d), m, rows, &unscaled, &tail)
+                run::<F32Fmt, 0>(&job(d), m, rows, &unscaled, &tail, micro)
             }
             WeightData::Bf16(d) => {
                 let tail = |row: &[u8], c: usize| {
                     let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
                     half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
                 };
-                run::<Bf16Fmt, 0>(&job(d), m, rows, &unscaled, &tail)
+                run::<Bf16Fmt, 0>(&job(d), m, rows, &unscaled, &tail, micro)
             }
             WeightData::F16(d) => {
                 let tail = |row: &[u8], c: usize| {
                     let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
                     half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
                 };
-                run::<F16Fmt, 0>(&job(d), m, rows, &unscaled, &tail)
+                run::<F16Fmt, 0>(&job(d), m, rows, &unscaled, &tail, micro)
             }
             WeightData::E4m3Tiles { q, scales } => {
                 let tiles_per_row = k.div_ceil(E4M3_TILE);
@@ -724,7 +810,7 @@ pub(crate) unsafe fn matmul_rows<'a>(
                 let tail = |row: &[u8], c: usize| {
                     mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
                 };
-                run::<E4m3Fmt, E4M3_TILE>(&job(q), m, rows, &scale, &tail)
+                run::<E4m3Fmt, E4M3_TILE>(&job(q), m, rows, &scale, &tail, micro)
             }
             WeightData::Mx { elem, data, scales } => {
                 let blocks = k.div_ceil(MX_BLOCK);
@@ -744,12 +830,12 @@ pub(crate) unsafe fn matmul_rows<'a>(
                 let tail = |row: &[u8], c: usize| mx_value(elem, mx_code(elem, row, c)) * unfold;
                 let j = job(data);
                 match elem {
-                    MxElement::E4M3 => run::<E4m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    MxElement::E5M2 => run::<E5m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    MxElement::E3M2 => run::<E3m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
-                    MxElement::E2M3 => run::<E2m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail),
+                    MxElement::E4M3 => run::<E4m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
+                    MxElement::E5M2 => run::<E5m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
+                    MxElement::E3M2 => run::<E3m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
+                    MxElement::E2M3 => run::<E2m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
                     MxElement::E2M1 => run_deinterleaved::<E2m1Deinterleaved, E2m1Fmt, MX_BLOCK>(
-                        &j, m, rows, &scale, &tail,
+                        &j, m, rows, &scale, &tail, micro,
                     ),
                 }
             }

@@ -14,6 +14,7 @@ use super::avx2::{
     self, deinterleave_blocks, pow2, prefetch_ahead, Job, LUT_E2M1, LUT_E4M3, LUT_E5M2,
     X_DEINTERLEAVED,
 };
+use super::panel::{Micro, PANEL_MIN_TOKENS};
 use super::reference::{mx_code, mx_value};
 use super::weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
 use super::OutPtr;
@@ -503,6 +504,11 @@ pub(crate) unsafe fn matmul_rows<'a>(
     rows: Range<usize>,
     out: OutPtr,
 ) {
+    if m >= PANEL_MIN_TOKENS {
+        // Batches: decoded panel + 16-lane microkernel (panel.rs).
+        // SAFETY: forwarded from the caller; this variant runs only where AVX-512 F was detected.
+        return unsafe { avx2::matmul_rows_micro(w, x, m, rows, out, Micro::Avx512) };
+    }
     let (n, k) = (w.n(), w.k());
     let job = |data: &'a [u8]| Job {
         data,

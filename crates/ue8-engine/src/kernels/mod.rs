@@ -25,6 +25,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod error;
+#[cfg(target_arch = "x86_64")]
+mod panel;
 mod pool;
 mod reference;
 #[cfg(test)]
@@ -127,6 +129,17 @@ impl OutPtr {
         debug_assert!(i < self.len);
         // SAFETY: forwarded from the caller.
         unsafe { *self.ptr.add(i) = v };
+    }
+
+    /// Adds `v` to element `i`.
+    ///
+    /// # Safety
+    /// As [`OutPtr::write`], and element `i` was written before.
+    #[inline(always)]
+    pub(crate) unsafe fn add(self, i: usize, v: f32) {
+        debug_assert!(i < self.len);
+        // SAFETY: forwarded from the caller.
+        unsafe { *self.ptr.add(i) += v };
     }
 }
 

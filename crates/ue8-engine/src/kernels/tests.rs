@@ -331,7 +331,9 @@ fn every_kernel_variant_matches_its_twin_and_the_exact_dot_on_odd_shapes() {
             for k in [1usize, 17, 33, 129, 301] {
                 let case = make_case(kind, n, k, &mut rng);
                 let w = case.matrix();
-                for m in [1usize, 2, 3, 5, 8] {
+                // m >= 8 takes the decoded-panel path (panel.rs); 13 and 40 leave token tails for
+                // both microkernels (3 and 6 tokens a call).
+                for m in [1usize, 2, 3, 5, 8, 13, 40] {
                     // Large n only with m = 1 and 8 keeps the test well under a second.
                     if n == 1000 && !(m == 1 || m == 8) {
                         continue;
@@ -366,6 +368,28 @@ fn every_kernel_variant_matches_its_twin_and_the_exact_dot_on_odd_shapes() {
 }
 
 #[test]
+fn panel_path_chunks_long_rows_and_matches_the_exact_dot() {
+    // k past one 512-column panel chunk (and not a multiple of 16) exercises the chunk accumulation
+    // and the zero-padded x copy; n = 37 leaves a partial row quad and a partial 16-row panel.
+    let mut rng = Rng(0xC0FF_EE00);
+    for kind in KINDS {
+        for (n, k) in [(37usize, 1100usize), (16, 1024), (5, 1541)] {
+            let case = make_case(kind, n, k, &mut rng);
+            let w = case.matrix();
+            for m in [8usize, 9, 19] {
+                let x: Vec<f32> = (0..m * k).map(|_| rng.f32_in(-1.0, 1.0)).collect();
+                for &isa in &Isa::supported() {
+                    let mut y = vec![f32::NAN; m * n];
+                    matmul_rows_with(isa, &w, &x, m, 0..n, &mut y)
+                        .unwrap_or_else(|e| panic!("{}: {e}", case.label));
+                    check_against_exact(&case, &x, m, &y, isa.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn pool_results_equal_single_thread_results_bit_for_bit() {
     let mut rng = Rng(7);
     for threads in [1usize, 2, 3] {
@@ -379,7 +403,7 @@ fn pool_results_equal_single_thread_results_bit_for_bit() {
                 for (n, k) in [(1usize, 33usize), (33, 129), (129, 301), (1000, 65)] {
                     let case = make_case(kind, n, k, &mut rng);
                     let w = case.matrix();
-                    for m in [1usize, 3, 8] {
+                    for m in [1usize, 3, 8, 20] {
                         let x: Vec<f32> = (0..m * k).map(|_| rng.f32_in(-1.0, 1.0)).collect();
                         let mut single = vec![0f32; m * n];
                         matmul_rows_with(isa, &w, &x, m, 0..n, &mut single)
