@@ -142,7 +142,7 @@ bw = {}
 for t in threads:
     m = re.search(r"([\d.]+) GB/s", open(os.path.join(res, f"bw-{t}.txt")).read())
     bw[t] = float(m.group(1)) * 1e9
-print("read bandwidth (ue8-plan probe, 128 MiB buffer): " +
+print("read bandwidth (ue8-plan probe, buffer twice the last-level cache, >= 128 MiB): " +
       ", ".join(f"{t} thread(s) {bw[t] / 1e9:.2f} GB/s" for t in threads))
 print()
 print(f"| engine | weights | threads | pp{P} t/s | tg{N} t/s | weight MB read per token | decode GB/s "

@@ -12,9 +12,10 @@ fn main() {
     let seconds: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0.3);
     let m = ue8_plan::bandwidth::measure_read_bandwidth(threads, Duration::from_secs_f64(seconds));
     println!(
-        "{:.2} GB/s read ({} threads, {:.2} s)",
+        "{:.2} GB/s read ({} threads, {:.2} s, {} MiB buffer)",
         m.bytes_per_s / 1e9,
         m.threads,
-        m.seconds
+        m.seconds,
+        ue8_plan::bandwidth::buffer_bytes() >> 20
     );
 }
