@@ -79,7 +79,7 @@ rows=("fp8:q8_0-f16emb:fp8-ue8m0, BF16 lm_head:Q8_0, F16 token_embd/output"
       "mxfp4-qhead:q4_0-all:mxfp4 --quantize-lm-head:Q4_0, Q4_0 token_embd/output")
 lb() { "$LLAMA_BIN/llama-bench" -m "$WORK/$1.gguf" -p 128 -n 64 -t "$2" -r "$REPS" -o json 2>/dev/null |
   python3 -c 'import json,sys; r=json.load(sys.stdin); pp=[x for x in r if x["n_prompt"]>0][0]; tg=[x for x in r if x["n_gen"]>0][0]; print(pp["avg_ts"], pp["stddev_ts"], tg["avg_ts"], tg["stddev_ts"], r[0]["model_size"])'; }
-ub() { "$UE8" bench "$WORK/$1" -p 128 -n 64 -t "$2" -r "$REPS" --json |
+ub() { UE8_KERNELS="${ISA_CAP:-}" "$UE8" bench "$WORK/$1" -p 128 -n 64 -t "$2" -r "$REPS" --json |
   python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["pp_tokens_per_s"], r["pp_stddev"], r["tg_tokens_per_s"], r["tg_stddev"], r["weight_bytes_per_token"])'; }
 table_head="| ue8 model | llama.cpp peer | threads | ue8 pp128 t/s | peer pp128 t/s | pp ratio | ue8 tg64 t/s | peer tg64 t/s | tg ratio | ue8 MB/token | peer model MB |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -88,9 +88,13 @@ for row in "${rows[@]}"; do
   IFS=: read -r um pm ulabel plabel <<<"$row"
   for t in 1 2; do
     log "bench $um vs $pm, $t thread(s)"
-    read -r upp upps utg utgs ubytes < <(ub "$um" "$t")
     read -r lpp lpps ltg ltgs lsize < <(lb "$pm" "$t")
-    table+=$'\n'$(python3 -c "print(f'| $ulabel | $plabel | $t | {$upp:.1f} ± {$upps:.1f} | {$lpp:.1f} ± {$lpps:.1f} | {$upp/$lpp:.2f}x | {$utg:.1f} ± {$utgs:.1f} | {$ltg:.1f} ± {$ltgs:.1f} | {$utg/$ltg:.2f}x | {$ubytes/1e6:.1f} | {$lsize/1e6:.1f} |')")
+    # ue8 with the kernels this CPU has, then capped at AVX2 (what the llama.cpp peer is built for).
+    for cap in "" avx2; do
+      read -r upp upps utg utgs ubytes < <(ISA_CAP="$cap" ub "$um" "$t")
+      label="$ulabel"; [ -n "$cap" ] && label="$ulabel, AVX2 kernels"
+      table+=$'\n'$(python3 -c "print(f'| $label | $plabel | $t | {$upp:.1f} ± {$upps:.1f} | {$lpp:.1f} ± {$lpps:.1f} | {$upp/$lpp:.2f}x | {$utg:.1f} ± {$utgs:.1f} | {$ltg:.1f} ± {$ltgs:.1f} | {$utg/$ltg:.2f}x | {$ubytes/1e6:.1f} | {$lsize/1e6:.1f} |')")
+    done
     write_md
   done
 done

@@ -98,18 +98,9 @@ impl RopeTable {
     }
 }
 
-/// Numerically stable in-place softmax.
+/// Numerically stable in-place softmax (runtime-dispatched, [`crate::kernels::softmax_f32`]).
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
+    crate::kernels::softmax_f32(x)
 }
 
 /// gate = silu(gate) * up, elementwise (the SwiGLU of Llama's MLP).
@@ -163,30 +154,14 @@ pub fn attend_one_head(
     out.fill(0.0);
     for (t, &p) in scores.iter().enumerate() {
         let off = (start + t) * kv_dim + kvh * hd;
-        let v = &v_cache[off..off + hd];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += p * x;
-        }
+        crate::kernels::axpy_f32(out, p, &v_cache[off..off + hd]);
     }
 }
 
-/// Plain f32 dot product with four accumulators (lets the compiler vectorize).
+/// f32 dot product (runtime-dispatched, [`crate::kernels::dot_f32`]).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
+    crate::kernels::dot_f32(a, b)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod pool;
 mod reference;
 #[cfg(test)]
 mod tests;
+pub mod vector;
 mod weights;
 
 use std::ops::Range;
@@ -38,6 +39,7 @@ use std::sync::OnceLock;
 
 pub use error::KernelError;
 pub use pool::{Pool, DEFAULT_SPIN};
+pub use vector::{axpy_f32, dot_f32, softmax_f32};
 pub use weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
 
 /// An instruction set a kernel variant is written for.

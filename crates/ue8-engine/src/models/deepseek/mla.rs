@@ -233,9 +233,7 @@ fn attend_expanded(
             out.fill(0.0);
             for (t, &p) in scores.iter().enumerate() {
                 let v = &s.kvb[t * h * bw + hd * bw + sh.nope..t * h * bw + (hd + 1) * bw];
-                for (o, &x) in out.iter_mut().zip(v) {
-                    *o += p * x;
-                }
+                crate::kernels::axpy_f32(out, p, v);
             }
         }
     }
@@ -317,9 +315,7 @@ fn absorbed_head(
         kvb.dequant_row(hd * bw + j, row)?;
         for i in 0..m {
             let qn = q[i * h * qhd + hd * qhd + j];
-            for (l, &r) in q_lat[i * kl..(i + 1) * kl].iter_mut().zip(row.iter()) {
-                *l += qn * r;
-            }
+            crate::kernels::axpy_f32(&mut q_lat[i * kl..(i + 1) * kl], qn, row);
         }
     }
     // scores over latents + rope keys, then the probability-weighted latent
@@ -337,9 +333,7 @@ fn absorbed_head(
         let o = &mut o_lat[i * kl..(i + 1) * kl];
         o.fill(0.0);
         for (t, &p) in scores.iter().enumerate() {
-            for (x, &c) in o.iter_mut().zip(&cache[t * cw..t * cw + kl]) {
-                *x += p * c;
-            }
+            crate::kernels::axpy_f32(o, p, &cache[t * cw..t * cw + kl]);
         }
     }
     // att[i, hd * v + r] = W[hd * bw + nope + r, :] . o_lat[i]: each value row read once
