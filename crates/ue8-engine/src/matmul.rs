@@ -3,7 +3,7 @@
 //! activation row) that the fast kernels are checked against.
 
 use crate::error::{EngineError, Result};
-use crate::kernels::Pool;
+use crate::kernels::{Pool, MATMUL_GROUP_MAX};
 use crate::layers::dot;
 use crate::weights::Linear;
 
@@ -50,6 +50,9 @@ pub fn add_bias(lin: &Linear, m: usize, y: &mut [f32]) {
     }
 }
 
+/// One job of [`Matmul::matmul_group`]: the layer, x, m and y.
+type LinearJob<'a, 'w> = (&'a Linear<'w>, &'a [f32], usize, &'a mut [f32]);
+
 /// The matmul executor a session uses: one persistent thread pool for the whole run.
 pub struct Matmul {
     pool: Pool,
@@ -89,5 +92,47 @@ impl Matmul {
             })?;
         add_bias(lin, m, y);
         Ok(())
+    }
+
+    /// Several independent `y = x W^T (+ bias)` under one pool dispatch (a token's experts): the same
+    /// results as calling [`Matmul::matmul`] on each, with one synchronisation per
+    /// [`MATMUL_GROUP_MAX`] jobs instead of one per job. No allocation.
+    pub fn matmul_group<'a, 'w: 'a>(
+        &self,
+        jobs: impl IntoIterator<Item = (&'a Linear<'w>, &'a [f32], usize, &'a mut [f32])>,
+    ) -> Result<()> {
+        let mut it = jobs.into_iter();
+        loop {
+            let mut group: [Option<LinearJob>; MATMUL_GROUP_MAX] = std::array::from_fn(|_| None);
+            let mut count = 0;
+            for slot in group.iter_mut() {
+                let Some((lin, x, m, y)) = it.next() else {
+                    break;
+                };
+                check(lin, x, m, y)?;
+                *slot = Some((lin, x, m, y));
+                count += 1;
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            self.pool
+                .matmul_group(
+                    group
+                        .iter_mut()
+                        .flatten()
+                        .map(|(lin, x, m, y)| (&lin.matrix, *x, *m, &mut **y)),
+                )
+                .map_err(|source| EngineError::Kernel {
+                    tensor: "matmul group".into(),
+                    source,
+                })?;
+            for (lin, _, m, y) in group.iter_mut().flatten() {
+                add_bias(lin, *m, y);
+            }
+            if count < MATMUL_GROUP_MAX {
+                return Ok(());
+            }
+        }
     }
 }

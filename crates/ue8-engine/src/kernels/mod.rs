@@ -38,7 +38,7 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 pub use error::KernelError;
-pub use pool::{Pool, DEFAULT_SPIN};
+pub use pool::{Pool, DEFAULT_SPIN, MATMUL_GROUP_MAX};
 pub use vector::{axpy_f32, dot_f32, softmax_f32};
 pub use weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
 

@@ -207,6 +207,53 @@ impl Pool {
     }
 }
 
+/// Most matmuls one [`Pool::matmul_group`] call runs under a single dispatch; longer groups go in
+/// several dispatches.
+pub const MATMUL_GROUP_MAX: usize = 32;
+
+/// One checked job of a group: W, x, m and where y lies.
+type GroupJob<'a, 'w> = (&'a WeightMatrix<'w>, &'a [f32], usize, OutPtr);
+
+impl Pool {
+    /// Several independent matmuls `y_j = x_j W_j^T` under one dispatch: every thread takes its share
+    /// of the rows of each matrix, so small matrices (a token's routed experts) cost one
+    /// synchronisation for the group instead of one each. Results are bit-identical to
+    /// [`Pool::matmul`] on each job. No allocation.
+    pub fn matmul_group<'a, 'w: 'a>(
+        &self,
+        jobs: impl IntoIterator<Item = (&'a WeightMatrix<'w>, &'a [f32], usize, &'a mut [f32])>,
+    ) -> Result<(), KernelError> {
+        let (isa, threads) = (self.isa, self.threads);
+        let mut it = jobs.into_iter();
+        loop {
+            let mut group: [Option<GroupJob>; MATMUL_GROUP_MAX] = [None; MATMUL_GROUP_MAX];
+            let mut count = 0;
+            for slot in group.iter_mut() {
+                let Some((w, x, m, y)) = it.next() else { break };
+                check_shapes("Pool::matmul_group", w, x, m, 0..w.n(), y)?;
+                *slot = Some((w, x, m, OutPtr::new(y)));
+                count += 1;
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            let group = &group;
+            self.run(&|t| {
+                for (w, x, m, out) in group.iter().flatten() {
+                    let rows = split(w.n(), ROW_ALIGN, t, threads);
+                    // SAFETY: shapes checked above; each job writes its own `y` (distinct `&mut`
+                    // borrows), and within a job `split` gives threads disjoint rows; `isa` is
+                    // supported.
+                    unsafe { matmul_rows_unchecked(isa, w, x, *m, rows, *out) };
+                }
+            });
+            if count < MATMUL_GROUP_MAX {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Part `t` of `threads` of `0..n`, in pieces that are multiples of `align`.
 fn split(n: usize, align: usize, t: usize, threads: usize) -> Range<usize> {
     let align = align.max(1);

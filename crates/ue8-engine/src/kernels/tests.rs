@@ -424,6 +424,47 @@ fn pool_results_equal_single_thread_results_bit_for_bit() {
 }
 
 #[test]
+fn grouped_matmuls_equal_single_matmuls_bit_for_bit() {
+    // More jobs than one dispatch takes (MATMUL_GROUP_MAX), of every format and odd shapes.
+    let mut rng = Rng(23);
+    let pool = Pool::with_spin(2, std::time::Duration::from_micros(20))
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let cases: Vec<Case> = (0..MATMUL_GROUP_MAX + 5)
+        .map(|i| {
+            let kind = KINDS[i % KINDS.len()];
+            make_case(kind, 17 + 13 * (i % 5), 33 + 16 * (i % 3), &mut rng)
+        })
+        .collect();
+    let mats: Vec<WeightMatrix> = cases.iter().map(|c| c.matrix()).collect();
+    for m in [1usize, 9] {
+        let xs: Vec<Vec<f32>> = mats
+            .iter()
+            .map(|w| (0..m * w.k()).map(|_| rng.f32_in(-1.0, 1.0)).collect())
+            .collect();
+        let mut single: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n()]).collect();
+        for ((w, x), y) in mats.iter().zip(&xs).zip(single.iter_mut()) {
+            pool.matmul(w, x, m, y).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut grouped: Vec<Vec<f32>> = mats.iter().map(|w| vec![f32::NAN; m * w.n()]).collect();
+        pool.matmul_group(
+            mats.iter()
+                .zip(&xs)
+                .zip(grouped.iter_mut())
+                .map(|((w, x), y)| (w, x.as_slice(), m, y.as_mut_slice())),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for (j, (a, b)) in single.iter().zip(&grouped).enumerate() {
+            let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "job {j} ({}) m={m}", cases[j].label);
+        }
+        // A bad shape anywhere in the group is an error, not a panic.
+        let mut short = vec![0f32; 1];
+        let bad = pool.matmul_group([(&mats[0], xs[0].as_slice(), m, short.as_mut_slice())]);
+        assert!(bad.is_err());
+    }
+}
+
+#[test]
 fn row_ranges_write_only_their_rows() {
     let mut rng = Rng(11);
     for isa in Isa::supported() {

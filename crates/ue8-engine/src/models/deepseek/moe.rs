@@ -2,7 +2,7 @@
 //! (`noaux_tc`), routed experts run only for the tokens that chose them, and the shared experts.
 //! Follows transformers' `DeepseekV3MoE.route_tokens_to_experts` step for step.
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::layers;
 use crate::matmul::Matmul;
 use crate::weights::Linear;
@@ -179,6 +179,10 @@ pub struct MoeScratch {
     ye: Vec<f32>,       // [b, d] expert outputs
     gate: Vec<f32>,     // [b, f]
     up: Vec<f32>,       // [b, f]
+    // One-token path: every active MLP's gate/up [top_k + 1, f] and output [top_k + 1, d].
+    gate1: Vec<f32>,
+    up1: Vec<f32>,
+    ye1: Vec<f32>,
 }
 
 impl MoeScratch {
@@ -196,6 +200,9 @@ impl MoeScratch {
             ye: z(b, d)?,
             gate: z(b, f)?,
             up: z(b, f)?,
+            gate1: z(shape.top_k + 1, f)?,
+            up1: z(shape.top_k + 1, f)?,
+            ye1: z(shape.top_k + 1, d)?,
         })
     }
 
@@ -229,6 +236,9 @@ impl Moe<'_> {
             );
         }
         let out = &mut out[..m * d];
+        if m == 1 {
+            return self.forward_one_token(mm, x, d, s, out);
+        }
         out.fill(0.0);
         // Each expert runs once on the tokens that chose it; unchosen experts are never read.
         for (id, expert) in self.experts.iter().enumerate() {
@@ -267,6 +277,76 @@ impl Moe<'_> {
         if let Some(shared) = &self.shared {
             shared.forward(mm, x, m, &mut s.gate, &mut s.up, &mut s.ye[..m * d])?;
             for (o, &v) in out.iter_mut().zip(&s.ye[..m * d]) {
+                *o += v;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decode: the token's `top_k` experts and the shared MLP run as two grouped matmuls (all gate
+    /// and up projections, then all down projections), two pool dispatches instead of three per
+    /// MLP. The same arithmetic per element as the batched path (expert outputs weighted and added in
+    /// expert-id order, the shared MLP last).
+    fn forward_one_token(
+        &self,
+        mm: &Matmul,
+        x: &[f32],
+        d: usize,
+        s: &mut MoeScratch,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let k = self.shape.top_k;
+        let experts = &self.experts;
+        let chosen = &s.chosen[..k];
+        let mlp = |j: usize| {
+            if j < k {
+                experts.get(chosen[j])
+            } else {
+                self.shared.as_ref()
+            }
+        };
+        let count = k + usize::from(self.shared.is_some());
+        let fw = s.gate1.len() / (k + 1);
+        if (0..count).any(|j| mlp(j).is_none_or(|e| e.width() > fw)) {
+            return Err(EngineError::InvalidArgument(format!(
+                "MoE: an expert index out of range or wider than the scratch ({fw})"
+            )));
+        }
+        let mlps = (0..count).filter_map(mlp);
+        let gates = s.gate1.chunks_exact_mut(fw);
+        let ups = s.up1.chunks_exact_mut(fw);
+        mm.matmul_group(mlps.clone().zip(gates.zip(ups)).flat_map(|(e, (g, u))| {
+            let f = e.width();
+            [
+                (&e.gate_proj, x, 1, &mut g[..f]),
+                (&e.up_proj, x, 1, &mut u[..f]),
+            ]
+        }))?;
+        for (e, (g, u)) in mlps
+            .clone()
+            .zip(s.gate1.chunks_exact_mut(fw).zip(s.up1.chunks(fw)))
+        {
+            layers::swiglu(&mut g[..e.width()], &u[..e.width()]);
+        }
+        mm.matmul_group(
+            mlps.clone()
+                .zip(s.gate1.chunks_exact(fw).zip(s.ye1.chunks_exact_mut(d)))
+                .map(|(e, (g, y))| (&e.down_proj, &g[..e.width()], 1, y)),
+        )?;
+        out.fill(0.0);
+        // Routed experts in expert-id order, as the batched path adds them, then the shared MLP.
+        s.rows.clear();
+        s.rows.extend(0..k);
+        s.rows.sort_by_key(|&j| s.chosen[j]);
+        for &j in &s.rows {
+            let y = &s.ye1[j * d..(j + 1) * d];
+            let w = s.chosen_w[j];
+            for (o, &v) in out.iter_mut().zip(y) {
+                *o += v * w;
+            }
+        }
+        if self.shared.is_some() {
+            for (o, &v) in out.iter_mut().zip(&s.ye1[k * d..(k + 1) * d]) {
                 *o += v;
             }
         }
