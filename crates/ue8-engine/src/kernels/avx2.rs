@@ -765,6 +765,59 @@ pub(super) unsafe fn matmul_rows_micro<'a>(
     out: OutPtr,
     micro: Micro,
 ) {
+    // SAFETY: forwarded from the caller.
+    unsafe { per_format(w, x, out, Action::Matmul { m, rows, micro }) }
+}
+
+/// Row `r` of `w` dequantized into `dst[..k]` with the vector decoders: bit-identical to the
+/// reference (`f32(q) * S`, see [`decode_span`]).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` is validated; `r < n`; `dst.len() == k`.
+pub(crate) unsafe fn dequantize_row(w: &WeightMatrix, r: usize, dst: &mut [f32]) {
+    let out = OutPtr::new(&mut []);
+    // SAFETY: forwarded from the caller; the Action reads only row r.
+    unsafe { per_format(w, &[], out, Action::DequantRow { r, dst }) }
+}
+
+/// What [`per_format`] does with the format's decoder.
+enum Action<'b> {
+    Matmul {
+        m: usize,
+        rows: Range<usize>,
+        micro: Micro,
+    },
+    DequantRow {
+        r: usize,
+        dst: &'b mut [f32],
+    },
+}
+
+/// Runs `action` with decoder `D` and block size `B`.
+///
+/// # Safety
+/// As [`run`] for a matmul, as [`decode_span`] for a row.
+#[inline(always)]
+unsafe fn act<D: Decode16, const B: usize>(
+    job: &Job,
+    action: Action,
+    scale: &impl Fn(usize, usize) -> f32,
+    tail: &impl Fn(&[u8], usize) -> f32,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match action {
+            Action::Matmul { m, rows, micro } => run::<D, B>(job, m, rows, scale, tail, micro),
+            Action::DequantRow { r, dst } => decode_span::<D, B>(job, r, 0, dst, scale, tail),
+        }
+    }
+}
+
+/// Picks the decoder, scale and tail of `w`'s format and runs `action` with them.
+///
+/// # Safety
+/// As [`matmul_rows`] (matmul) or [`dequantize_row`] (row).
+unsafe fn per_format<'a>(w: &WeightMatrix<'a>, x: &'a [f32], out: OutPtr, action: Action) {
     let (n, k) = (w.n(), w.k());
     let job = |data: &'a [u8]| Job {
         data,
@@ -783,21 +836,21 @@ pub(super) unsafe fn matmul_rows_micro<'a>(
                     let b = row.get(4 * c..4 * c + 4).unwrap_or(&[0; 4]);
                     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
                 };
-                run::<F32Fmt, 0>(&job(d), m, rows, &unscaled, &tail, micro)
+                act::<F32Fmt, 0>(&job(d), action, &unscaled, &tail)
             }
             WeightData::Bf16(d) => {
                 let tail = |row: &[u8], c: usize| {
                     let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
                     half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
                 };
-                run::<Bf16Fmt, 0>(&job(d), m, rows, &unscaled, &tail, micro)
+                act::<Bf16Fmt, 0>(&job(d), action, &unscaled, &tail)
             }
             WeightData::F16(d) => {
                 let tail = |row: &[u8], c: usize| {
                     let b = row.get(2 * c..2 * c + 2).unwrap_or(&[0; 2]);
                     half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
                 };
-                run::<F16Fmt, 0>(&job(d), m, rows, &unscaled, &tail, micro)
+                act::<F16Fmt, 0>(&job(d), action, &unscaled, &tail)
             }
             WeightData::E4m3Tiles { q, scales } => {
                 let tiles_per_row = k.div_ceil(E4M3_TILE);
@@ -810,7 +863,7 @@ pub(super) unsafe fn matmul_rows_micro<'a>(
                 let tail = |row: &[u8], c: usize| {
                     mx_value(MxElement::E4M3, row.get(c).copied().unwrap_or(0)) * pow2(-8)
                 };
-                run::<E4m3Fmt, E4M3_TILE>(&job(q), m, rows, &scale, &tail, micro)
+                act::<E4m3Fmt, E4M3_TILE>(&job(q), action, &scale, &tail)
             }
             WeightData::Mx { elem, data, scales } => {
                 let blocks = k.div_ceil(MX_BLOCK);
@@ -830,13 +883,18 @@ pub(super) unsafe fn matmul_rows_micro<'a>(
                 let tail = |row: &[u8], c: usize| mx_value(elem, mx_code(elem, row, c)) * unfold;
                 let j = job(data);
                 match elem {
-                    MxElement::E4M3 => run::<E4m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
-                    MxElement::E5M2 => run::<E5m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
-                    MxElement::E3M2 => run::<E3m2Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
-                    MxElement::E2M3 => run::<E2m3Fmt, MX_BLOCK>(&j, m, rows, &scale, &tail, micro),
-                    MxElement::E2M1 => run_deinterleaved::<E2m1Deinterleaved, E2m1Fmt, MX_BLOCK>(
-                        &j, m, rows, &scale, &tail, micro,
-                    ),
+                    MxElement::E4M3 => act::<E4m3Fmt, MX_BLOCK>(&j, action, &scale, &tail),
+                    MxElement::E5M2 => act::<E5m2Fmt, MX_BLOCK>(&j, action, &scale, &tail),
+                    MxElement::E3M2 => act::<E3m2Fmt, MX_BLOCK>(&j, action, &scale, &tail),
+                    MxElement::E2M3 => act::<E2m3Fmt, MX_BLOCK>(&j, action, &scale, &tail),
+                    MxElement::E2M1 => match action {
+                        Action::Matmul { m, rows, micro } => {
+                            run_deinterleaved::<E2m1Deinterleaved, E2m1Fmt, MX_BLOCK>(
+                                &j, m, rows, &scale, &tail, micro,
+                            )
+                        }
+                        row => act::<E2m1Fmt, MX_BLOCK>(&j, row, &scale, &tail),
+                    },
                 }
             }
         }

@@ -498,17 +498,21 @@ fn row_ranges_write_only_their_rows() {
 #[test]
 fn dequantize_row_is_exact_for_every_format() {
     let mut rng = Rng(3);
-    for kind in KINDS {
-        let case = make_case(kind, 130, 97, &mut rng);
-        let w = case.matrix();
-        let mut out = vec![f32::NAN; 97];
-        for r in [0usize, 1, 127, 128, 129] {
-            dequantize_row(&w, r, &mut out).unwrap_or_else(|e| panic!("{e}"));
-            for (c, got) in out.iter().enumerate() {
-                // f32(q) * S rounded once to f32 is what formats.md defines; the exact product
-                // rounded to f32 is that same number.
-                let want = case.exact[r * 97 + c] as f32;
-                assert_eq!(got.to_bits(), want.to_bits(), "{} r={r} c={c}", case.label);
+    // k = 97: one vector step of 16 plus tails; 301 and 1100: several blocks and tiles through the
+    // vector decoders (the AVX2 path on x86-64) with odd tails.
+    for k in [97usize, 301, 1100] {
+        for kind in KINDS {
+            let case = make_case(kind, 130, k, &mut rng);
+            let w = case.matrix();
+            let mut out = vec![f32::NAN; k];
+            for r in [0usize, 1, 127, 128, 129] {
+                dequantize_row(&w, r, &mut out).unwrap_or_else(|e| panic!("{e}"));
+                for (c, got) in out.iter().enumerate() {
+                    // f32(q) * S rounded once to f32 is what formats.md defines; the exact product
+                    // rounded to f32 is that same number.
+                    let want = case.exact[r * k + c] as f32;
+                    assert_eq!(got.to_bits(), want.to_bits(), "{} r={r} c={c}", case.label);
+                }
             }
         }
     }
