@@ -39,6 +39,20 @@ trait Decode16 {
     /// `row + byte_of(c) .. + READ` must be readable; the CPU must have AVX2, FMA and F16C.
     unsafe fn load16(row: *const u8, c: usize) -> (__m256, __m256);
 
+    /// End of the vector part of columns `start .. end` (`start % 16 == 0`) of the row whose bytes
+    /// begin at `row_off`: whole 16-column steps whose loads stay inside `data_len` bytes (FP6
+    /// loads 16 bytes for 12, so the last step of the last row may have to go to the scalar tail).
+    fn vector_end(row_off: usize, data_len: usize, start: usize, end: usize) -> usize
+    where
+        Self: Sized,
+    {
+        let mut e = start + (end - start) / STEP * STEP;
+        while e > start && row_off + Self::byte_of(e - STEP) + Self::READ > data_len {
+            e -= STEP;
+        }
+        e
+    }
+
     /// Adds `w * x[t]` over the `B` columns at `c0` (a whole block) into the accumulators: even
     /// 16-column steps into `e0/e1`, odd ones into `o0/o1` for one or two tokens.
     ///
@@ -477,16 +491,11 @@ unsafe fn rows_tokens<D: Decode16, const B: usize, const T: usize>(
 ) {
     let (k, rb) = (job.k, job.row_bytes);
     let block = if B == 0 { k.max(1) } else { B };
-    let kv_full = k / STEP * STEP;
     let xp = job.x.as_ptr();
     for r in rows {
         let row_off = r * rb;
         let row = job.data.get(row_off..row_off + rb).unwrap_or(&[]);
-        // Vector groups must not read past the data (FP6 loads 16 bytes for 12).
-        let mut kv = kv_full;
-        while kv > 0 && row_off + D::byte_of(kv - STEP) + D::READ > job.data.len() {
-            kv -= STEP;
-        }
+        let kv = D::vector_end(row_off, job.data.len(), 0, k);
         // SAFETY (whole block): every pointer below stays inside `job.data` (checked just above and
         // by validation) or inside `x` (t0+T tokens of k columns, caller).
         unsafe {
@@ -594,11 +603,7 @@ unsafe fn decode_span<D: Decode16, const B: usize>(
         .get(row_off..row_off + job.row_bytes)
         .unwrap_or(&[]);
     let c1 = c0 + dst.len();
-    // Vector steps must not read past the data (FP6 loads 16 bytes for 12).
-    let mut cv = c0 + dst.len() / STEP * STEP;
-    while cv > c0 && row_off + D::byte_of(cv - STEP) + D::READ > job.data.len() {
-        cv -= STEP;
-    }
+    let cv = D::vector_end(row_off, job.data.len(), c0, c1);
     let block_scale = |c: usize| c.checked_div(B).map_or(1.0, |b| scale(r, b));
     let rp = row.as_ptr();
     let dp = dst.as_mut_ptr();
@@ -893,7 +898,11 @@ unsafe fn per_format<'a>(w: &WeightMatrix<'a>, x: &'a [f32], out: OutPtr, action
                                 &j, m, rows, &scale, &tail, micro,
                             )
                         }
-                        row => act::<E2m1Fmt, MX_BLOCK>(&j, row, &scale, &tail),
+                        // The vector table decodes code 8 (-0) as +0: harmless in a dot product,
+                        // not bit-exact for a dequantized row, which takes the reference.
+                        Action::DequantRow { r, dst } => {
+                            super::reference::dequantize_row_ref(w, r, dst)
+                        }
                     },
                 }
             }

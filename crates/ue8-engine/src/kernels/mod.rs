@@ -257,19 +257,10 @@ pub fn dequantize_row(w: &WeightMatrix, r: usize, out: &mut [f32]) -> Result<(),
     if out.len() < k {
         return Err(err("out length", k, out.len()));
     }
-    // The vector E2M1 table decodes code 8 (-0) as +0, harmless in a dot product but not bit-exact
-    // for a dequantized row: MXFP4 rows take the reference.
-    let e2m1 = matches!(
-        w.data(),
-        WeightData::Mx {
-            elem: MxElement::E2M1,
-            ..
-        }
-    );
     match Isa::best() {
         // SAFETY: the ISA was detected; r < n and out[..k] checked above; w is validated.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 if !e2m1 => unsafe { avx2::dequantize_row(w, r, &mut out[..k]) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::dequantize_row(w, r, &mut out[..k]) },
         _ => reference::dequantize_row_ref(w, r, out),
     }
     Ok(())

@@ -244,13 +244,13 @@ pub(crate) mod avx2 {
                 }
                 sv = _mm256_add_ps(sv, e);
             }
-            let inv = _mm256_set1_ps(1.0 / hsum(sv));
+            let inv = 1.0 / hsum(sv);
+            let invv = _mm256_set1_ps(inv);
             i = 0;
             while i + 8 <= n {
-                _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), inv));
+                _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), invv));
                 i += 8;
             }
-            let inv = 1.0 / hsum(sv);
             for j in i..n {
                 *p.add(j) *= inv;
             }
