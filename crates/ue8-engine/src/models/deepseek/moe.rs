@@ -156,6 +156,13 @@ impl Mlp<'_> {
     }
 }
 
+/// out[i] += w * y[i]: one routed expert's contribution (multiply, then add: both paths round alike).
+fn add_weighted(out: &mut [f32], y: &[f32], w: f32) {
+    for (o, &v) in out.iter_mut().zip(y) {
+        *o += v * w;
+    }
+}
+
 /// One MoE block's weights.
 pub struct Moe<'a> {
     pub shape: RouterShape,
@@ -268,10 +275,7 @@ impl Moe<'_> {
                 &mut s.ye[..n * d],
             )?;
             for (r, (&i, &w)) in s.rows.iter().zip(&s.rows_w).enumerate() {
-                let y = &s.ye[r * d..(r + 1) * d];
-                for (o, &v) in out[i * d..(i + 1) * d].iter_mut().zip(y) {
-                    *o += v * w;
-                }
+                add_weighted(&mut out[i * d..(i + 1) * d], &s.ye[r * d..(r + 1) * d], w);
             }
         }
         if let Some(shared) = &self.shared {
@@ -285,8 +289,8 @@ impl Moe<'_> {
 
     /// Decode: the token's `top_k` experts and the shared MLP run as two grouped matmuls (all gate
     /// and up projections, then all down projections), two pool dispatches instead of three per
-    /// MLP. The same arithmetic per element as the batched path (expert outputs weighted and added in
-    /// expert-id order, the shared MLP last).
+    /// MLP. Expert outputs are weighted and added in the batched path's order (expert id, then the
+    /// shared MLP).
     fn forward_one_token(
         &self,
         mm: &Matmul,
@@ -339,11 +343,7 @@ impl Moe<'_> {
         s.rows.extend(0..k);
         s.rows.sort_by_key(|&j| s.chosen[j]);
         for &j in &s.rows {
-            let y = &s.ye1[j * d..(j + 1) * d];
-            let w = s.chosen_w[j];
-            for (o, &v) in out.iter_mut().zip(y) {
-                *o += v * w;
-            }
+            add_weighted(out, &s.ye1[j * d..(j + 1) * d], s.chosen_w[j]);
         }
         if self.shared.is_some() {
             for (o, &v) in out.iter_mut().zip(&s.ye1[k * d..(k + 1) * d]) {
