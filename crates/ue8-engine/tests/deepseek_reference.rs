@@ -19,6 +19,15 @@ use ue8_engine::{Logits, Matmul};
 const NLL_REL_TOL: f64 = 5e-4;
 /// Issue 10's target: top-1 agreement with transformers of at least 99.5%.
 const TOP1_MIN_AGREEMENT: f64 = 0.995;
+
+/// `agree` of `n` positions have ue8's top-1 token equal to transformers': at least the target share.
+fn assert_top1_agreement(what: &str, agree: usize, n: usize) {
+    let share = agree as f64 / n as f64;
+    assert!(
+        share >= TOP1_MIN_AGREEMENT,
+        "{what}: top-1 agreement {share}"
+    );
+}
 /// Largest |logit - reference| allowed, relative to the largest reference |logit|. Both sides are
 /// f32 with reductions of at most 512 terms per matmul over a few layers: a few 1e-5 relative
 /// error is what reordered f32 sums give; 1e-3 leaves room for that and still catches any wrong
@@ -99,11 +108,7 @@ fn compare(what: &str, got: &[f32], r: &Reference, vocab: usize) {
                 == ue8_engine::sampler::argmax(&r.logits[i * vocab..(i + 1) * vocab])
         })
         .count();
-    let share = agree as f64 / n as f64;
-    assert!(
-        share >= TOP1_MIN_AGREEMENT,
-        "{what}: top-1 agreement {share}"
-    );
+    assert_top1_agreement(what, agree, n);
     let nll = mean_nll(got, &r.tokens, vocab);
     let rel = (nll - r.mean_nll).abs() / r.mean_nll;
     eprintln!(
@@ -276,11 +281,7 @@ fn compare_vocab(what: &str, got: &[f32], r: &VocabReference, vocab: usize) {
     let agree = (0..n)
         .filter(|&i| ue8_engine::sampler::argmax(row(i)) == r.top_ids[i * r.top_k])
         .count();
-    let share = agree as f64 / n as f64;
-    assert!(
-        share >= TOP1_MIN_AGREEMENT,
-        "{what}: top-1 agreement {share}"
-    );
+    assert_top1_agreement(what, agree, n);
     let nll = mean_nll(got, &r.tokens, vocab);
     let worst_pos = (0..n - 1)
         .map(|i| (logsumexp(row(i)) - row(i)[r.tokens[i + 1] as usize] as f64 - r.nll[i]).abs())
