@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use ue8_engine::kernels::{MxElement, Pool, WeightData, WeightMatrix};
+use ue8_engine::kernels::{Activations, Isa, MxElement, Pool, WeightData, WeightMatrix};
 
 const SHAPES: [(usize, usize); 6] = [
     (576, 576),
@@ -320,6 +320,42 @@ fn prefill_table(pools: &[Pool], budget: Duration) {
     }
 }
 
+/// MXFP4 with f32 and int8 activations, per instruction set, at 1 and 4 tokens: G weights/s per
+/// thread (`UE8_BENCH_INT8=1`). One thread, so that the figure is the kernel's, not the pool's.
+fn int8_table(budget: Duration) {
+    println!("MXFP4, 1 thread: G weights per second (decode m = 1; m = 4 counts weight x token).");
+    println!();
+    println!("| shape | isa | m | f32 activations | int8 activations |");
+    println!("|---|---|---|---|---|");
+    for (n, k) in [(1536, 576), (576, 1536), (49152, 576)] {
+        let stored = Stored::new(Fmt::Mx(MxElement::E2M1), n, k);
+        let w = stored.matrix();
+        for isa in Isa::supported().into_iter().filter(|&i| i != Isa::Scalar) {
+            for m in [1usize, 4] {
+                let x: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 8.0).collect();
+                let mut y = vec![0f32; m * n];
+                let mut cells = Vec::new();
+                for acts in [Activations::F32, Activations::Int8] {
+                    let mut pool = Pool::new(1).unwrap_or_else(|e| panic!("pool: {e}"));
+                    pool.set_isa(isa);
+                    pool.set_activations(acts);
+                    let t = best_of(
+                        &mut || {
+                            pool.matmul(&w, black_box(&x), m, &mut y)
+                                .unwrap_or_else(|e| panic!("{e}"));
+                            black_box(&y);
+                        },
+                        20,
+                        budget,
+                    );
+                    cells.push(format!("{:.1}", (n * k * m) as f64 / t / 1e9));
+                }
+                println!("| {n}x{k} | {} | {m} | {} |", isa.name(), cells.join(" | "));
+            }
+        }
+    }
+}
+
 criterion_group!(benches, bench_decode, bench_prefill);
 
 fn main() {
@@ -329,6 +365,10 @@ fn main() {
             .map(|&t| Pool::new(t).unwrap_or_else(|e| panic!("pool: {e}")))
             .collect();
         prefill_table(&pools, Duration::from_millis(400));
+        return;
+    }
+    if std::env::var_os("UE8_BENCH_INT8").is_some() {
+        int8_table(Duration::from_millis(300));
         return;
     }
     if std::env::var_os("UE8_BENCH_TABLE").is_some() {

@@ -3,7 +3,7 @@
 //! activation row) that the fast kernels are checked against.
 
 use crate::error::{EngineError, Result};
-use crate::kernels::{Pool, MATMUL_GROUP_MAX};
+use crate::kernels::{Activations, Pool, MATMUL_GROUP_MAX};
 use crate::layers::dot;
 use crate::weights::Linear;
 
@@ -69,6 +69,17 @@ impl Matmul {
         Ok(Matmul {
             pool: Pool::new(threads).map_err(EngineError::ThreadPool)?,
         })
+    }
+
+    /// Takes activations as `acts` says from now on ([`Activations::Int8`]: MXFP4 weights meet int8
+    /// activations, every other format is unchanged).
+    pub fn set_activations(&mut self, acts: Activations) {
+        self.pool.set_activations(acts);
+    }
+
+    /// How matmuls take activations.
+    pub fn activations(&self) -> Activations {
+        self.pool.activations()
     }
 
     /// Threads in use (the caller's included).

@@ -4,7 +4,7 @@ use anyhow::Context;
 use std::path::PathBuf;
 use ue8_engine::generate::{bench, mean_std};
 use ue8_engine::models::any::AnyModel; // deepseek: any model family
-use ue8_engine::{Checkpoint, Matmul};
+use ue8_engine::Checkpoint;
 
 /// Arguments of `ue8 bench`.
 #[derive(clap::Args)]
@@ -27,6 +27,8 @@ pub struct Args {
     /// Worker threads (0 = one per core)
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub acts: super::ActivationsArg,
     /// Repetitions after the warm-up
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     pub reps: usize,
@@ -42,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ck = Checkpoint::open(&args.model)?;
     let model = AnyModel::load(&ck, &args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let mm = Matmul::new(args.threads)?;
+    let mm = args.acts.matmul(args.threads)?;
     let ctx = args.p.max(args.n).max(1);
     let mut session = model.session(&mm, ctx, args.p.max(1))?;
     let r = bench(&mut *session, args.p, args.n, args.reps, 1234)?;

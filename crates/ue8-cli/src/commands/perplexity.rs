@@ -6,7 +6,7 @@ use std::time::Instant;
 use ue8_engine::models::any::AnyModel; // deepseek: any model family
 use ue8_engine::perplexity::{perplexity, prepare_text};
 use ue8_engine::tokenizer::TextTokenizer;
-use ue8_engine::{Checkpoint, Matmul};
+use ue8_engine::Checkpoint;
 
 /// Arguments of `ue8 perplexity`.
 #[derive(clap::Args)]
@@ -34,6 +34,8 @@ pub struct Args {
     /// Worker threads (0 = one per core)
     #[arg(long, short = 't', default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub acts: super::ActivationsArg,
     /// Tokens per forward batch
     #[arg(long, short = 'b', default_value_t = 512)]
     pub batch: usize,
@@ -50,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let tokens = tok.encode(prepare_text(&text))?;
-    let mm = Matmul::new(args.threads)?;
+    let mm = args.acts.matmul(args.threads)?;
     let mut session = model.session(&mm, args.ctx, args.batch.clamp(1, args.ctx.max(1)))?;
     eprintln!(
         "{}: {} tokens, ctx {}, {} threads",

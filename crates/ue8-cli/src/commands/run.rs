@@ -7,7 +7,7 @@ use ue8_engine::generate::generate;
 use ue8_engine::models::any::AnyModel; // deepseek: any model family
 use ue8_engine::sampler::{Sampler, SamplerConfig};
 use ue8_engine::tokenizer::{StreamDecoder, TextTokenizer};
-use ue8_engine::{Checkpoint, Matmul};
+use ue8_engine::Checkpoint;
 
 /// Arguments of `ue8 run`.
 #[derive(clap::Args)]
@@ -43,6 +43,8 @@ pub struct Args {
     /// Worker threads (0 = one per core)
     #[arg(long, short = 't', default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub acts: super::ActivationsArg,
     /// Context size in tokens (default: prompt + --max-tokens, at most the model's)
     #[arg(long)]
     pub ctx: Option<usize>,
@@ -64,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ctx = args
         .ctx
         .unwrap_or_else(|| (prompt.len() + args.max_tokens + 1).clamp(1, max_ctx.max(1)));
-    let mm = Matmul::new(args.threads)?;
+    let mm = args.acts.matmul(args.threads)?;
     let mut session = model.session(&mm, ctx, 64.min(ctx))?;
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: args.temperature,

@@ -25,12 +25,17 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod error;
+mod int8;
+#[cfg(target_arch = "x86_64")]
+mod int8_x86;
 #[cfg(target_arch = "x86_64")]
 mod panel;
 mod pool;
 mod reference;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_int8;
 pub mod vector;
 mod weights;
 
@@ -38,6 +43,7 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 pub use error::KernelError;
+pub use int8::Activations;
 pub use pool::{Pool, DEFAULT_SPIN, MATMUL_GROUP_MAX};
 pub use vector::{axpy_f32, dot_f32, softmax_f32};
 pub use weights::{MxElement, WeightData, WeightMatrix, E4M3_TILE, MX_BLOCK};
@@ -189,12 +195,17 @@ pub(crate) fn check_shapes(
 /// thread writes rows in `rows` of that buffer concurrently.
 pub(crate) unsafe fn matmul_rows_unchecked(
     isa: Isa,
+    acts: Activations,
     w: &WeightMatrix,
     x: &[f32],
     m: usize,
     rows: Range<usize>,
     out: OutPtr,
 ) {
+    if acts == Activations::Int8 && is_mxfp4(w) {
+        // SAFETY: forwarded from the caller; the matrix is MXFP4.
+        return unsafe { int8::mxfp4_int8_rows(isa, w, x, m, rows, out) };
+    }
     match isa {
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
@@ -217,6 +228,19 @@ pub fn matmul_rows_with(
     rows: Range<usize>,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
+    matmul_rows_act(isa, Activations::F32, w, x, m, rows, y)
+}
+
+/// As [`matmul_rows_with`], with activations taken as `acts` says.
+pub fn matmul_rows_act(
+    isa: Isa,
+    acts: Activations,
+    w: &WeightMatrix,
+    x: &[f32],
+    m: usize,
+    rows: Range<usize>,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
     check_shapes("matmul_rows", w, x, m, rows.clone(), y)?;
     let isa = if Isa::supported().contains(&isa) {
         isa
@@ -224,7 +248,7 @@ pub fn matmul_rows_with(
         Isa::Scalar
     };
     // SAFETY: shapes checked; `isa` supported; `y` is borrowed mutably, so no other writer.
-    unsafe { matmul_rows_unchecked(isa, w, x, m, rows, OutPtr::new(y)) };
+    unsafe { matmul_rows_unchecked(isa, acts, w, x, m, rows, OutPtr::new(y)) };
     Ok(())
 }
 
@@ -312,6 +336,52 @@ macro_rules! named_kernels {
             matmul_rows_with(Isa::Scalar, w, x, m, rows, y)
         }
     )*};
+}
+
+/// Decode (one token) over `rows` for MXFP4 weights against int8 activations ([`Activations::Int8`],
+/// the rule in int8.rs); `y` is [n].
+pub fn gemv_mxfp4_i8(
+    w: &WeightMatrix,
+    x: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    gemm_mxfp4_i8(w, x, 1, rows, y)
+}
+
+/// Prefill (`m` tokens) over `rows` for MXFP4 weights against int8 activations; `y` is [m, n].
+pub fn gemm_mxfp4_i8(
+    w: &WeightMatrix,
+    x: &[f32],
+    m: usize,
+    rows: Range<usize>,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    expect_format("gemm_mxfp4_i8", w, is_mxfp4(w))?;
+    matmul_rows_act(Isa::best(), Activations::Int8, w, x, m, rows, y)
+}
+
+/// Scalar twin of [`gemm_mxfp4_i8`]: the same quantized activations and exact block integers, the
+/// sum over blocks in f64.
+pub fn gemm_mxfp4_i8_ref(
+    w: &WeightMatrix,
+    x: &[f32],
+    m: usize,
+    rows: Range<usize>,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    expect_format("gemm_mxfp4_i8_ref", w, is_mxfp4(w))?;
+    matmul_rows_act(Isa::Scalar, Activations::Int8, w, x, m, rows, y)
+}
+
+fn is_mxfp4(w: &WeightMatrix) -> bool {
+    matches!(
+        w.data(),
+        WeightData::Mx {
+            elem: MxElement::E2M1,
+            ..
+        }
+    )
 }
 
 fn expect_format(kernel: &'static str, w: &WeightMatrix, ok: bool) -> Result<(), KernelError> {

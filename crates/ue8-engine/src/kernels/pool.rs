@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::error::KernelError;
 use super::weights::WeightMatrix;
-use super::{check_shapes, matmul_rows_unchecked, Isa, OutPtr};
+use super::{check_shapes, matmul_rows_unchecked, Activations, Isa, OutPtr};
 
 /// How long an idle worker spins before parking: longer than the gap between two matmuls of one
 /// decode step (norms, RoPE, attention of a small model take microseconds), far shorter than a token.
@@ -50,6 +50,7 @@ pub struct Pool {
     /// Held for the duration of a job; a nested or concurrent call finds it taken and runs serially.
     busy: Mutex<()>,
     isa: Isa,
+    acts: Activations,
 }
 
 fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
@@ -82,6 +83,7 @@ impl Pool {
             threads,
             busy: Mutex::new(()),
             isa: Isa::best(),
+            acts: Activations::F32,
         };
         for index in 1..threads {
             let shared = Arc::clone(&pool.shared);
@@ -111,6 +113,16 @@ impl Pool {
         } else {
             Isa::Scalar
         };
+    }
+
+    /// How the pool's matmuls take activations ([`Activations::F32`] unless changed).
+    pub fn activations(&self) -> Activations {
+        self.acts
+    }
+
+    /// Takes activations as `acts` says in this pool's matmuls.
+    pub fn set_activations(&mut self, acts: Activations) {
+        self.acts = acts;
     }
 
     /// Calls `f(thread_index)` once on each of the pool's threads (index 0 is the caller) and returns
@@ -196,12 +208,12 @@ impl Pool {
     ) -> Result<(), KernelError> {
         check_shapes("Pool::matmul", w, x, m, 0..w.n(), y)?;
         let out = OutPtr::new(y);
-        let (n, isa, threads) = (w.n(), self.isa, self.threads);
+        let (n, isa, acts, threads) = (w.n(), self.isa, self.acts, self.threads);
         self.run(&|t| {
             let rows = split(n, ROW_ALIGN, t, threads);
             // SAFETY: shapes were checked above; `split` gives each thread disjoint rows, so no two
             // threads write the same element of `y`; `isa` is supported (set_isa / Isa::best).
-            unsafe { matmul_rows_unchecked(isa, w, x, m, rows, out) };
+            unsafe { matmul_rows_unchecked(isa, acts, w, x, m, rows, out) };
         });
         Ok(())
     }
@@ -223,7 +235,7 @@ impl Pool {
         &self,
         jobs: impl IntoIterator<Item = (&'a WeightMatrix<'w>, &'a [f32], usize, &'a mut [f32])>,
     ) -> Result<(), KernelError> {
-        let (isa, threads) = (self.isa, self.threads);
+        let (isa, acts, threads) = (self.isa, self.acts, self.threads);
         let mut it = jobs.into_iter();
         loop {
             let mut group: [Option<GroupJob>; MATMUL_GROUP_MAX] = [None; MATMUL_GROUP_MAX];
@@ -244,7 +256,7 @@ impl Pool {
                     // SAFETY: shapes checked above; each job writes its own `y` (distinct `&mut`
                     // borrows), and within a job `split` gives threads disjoint rows; `isa` is
                     // supported.
-                    unsafe { matmul_rows_unchecked(isa, w, x, *m, rows, *out) };
+                    unsafe { matmul_rows_unchecked(isa, acts, w, x, *m, rows, *out) };
                 }
             });
             if count < MATMUL_GROUP_MAX {

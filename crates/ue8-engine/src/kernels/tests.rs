@@ -7,7 +7,7 @@ use ue8_formats::{Element, E2M1, E2M3, E3M2, E4M3, E5M2, E8M0};
 use super::*;
 
 /// Unit roundoff of f32 (round to nearest): 2^-24.
-const F32_UNIT_ROUNDOFF: f64 = 1.0 / (1u64 << 24) as f64;
+pub(super) const F32_UNIT_ROUNDOFF: f64 = 1.0 / (1u64 << 24) as f64;
 /// Roundings beyond one per element that a term of the dot product can go through in any variant:
 /// the block-scale multiply, acc0 + acc1, the running block total, three levels of horizontal sum,
 /// the tail sum and the final add (avx2.rs), or the scale multiply in the reference. 8 covers all.
@@ -21,37 +21,37 @@ fn f32_dot_error_bound(k: usize, abs_sum: f64) -> f64 {
 }
 
 /// xorshift64*: deterministic test data without a dependency.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-    fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
+    pub(super) fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
         lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
     }
 }
 
 /// A test matrix: the stored bytes plus the exact f64 value of every element (computed from the
 /// codes with ue8_formats, never from the packed bytes, so packing is checked too).
-struct Case {
-    label: String,
-    n: usize,
-    k: usize,
-    bytes: Vec<u8>,
-    f32_scales: Vec<f32>,
-    u8_scales: Vec<u8>,
-    exact: Vec<f64>,
-    kind: Kind,
+pub(super) struct Case {
+    pub(super) label: String,
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) bytes: Vec<u8>,
+    pub(super) f32_scales: Vec<f32>,
+    pub(super) u8_scales: Vec<u8>,
+    pub(super) exact: Vec<f64>,
+    pub(super) kind: Kind,
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+pub(super) enum Kind {
     F32,
     Bf16,
     F16,
@@ -109,7 +109,7 @@ fn pack_fp6(codes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn make_case(kind: Kind, n: usize, k: usize, rng: &mut Rng) -> Case {
+pub(super) fn make_case(kind: Kind, n: usize, k: usize, rng: &mut Rng) -> Case {
     let mut bytes = Vec::new();
     let mut exact = vec![0f64; n * k];
     let mut f32_scales = Vec::new();
@@ -193,7 +193,7 @@ fn make_case(kind: Kind, n: usize, k: usize, rng: &mut Rng) -> Case {
 }
 
 impl Case {
-    fn matrix(&self) -> WeightMatrix<'_> {
+    pub(super) fn matrix(&self) -> WeightMatrix<'_> {
         let data = match self.kind {
             Kind::F32 => WeightData::F32(&self.bytes),
             Kind::Bf16 => WeightData::Bf16(&self.bytes),
