@@ -331,7 +331,7 @@ fn int8_table(budget: Duration) {
         let stored = Stored::new(Fmt::Mx(MxElement::E2M1), n, k);
         let w = stored.matrix();
         for isa in Isa::supported().into_iter().filter(|&i| i != Isa::Scalar) {
-            for m in [1usize, 4] {
+            for m in [1usize, 4, 64] {
                 let x: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 8.0).collect();
                 let mut y = vec![0f32; m * n];
                 let mut cells = Vec::new();

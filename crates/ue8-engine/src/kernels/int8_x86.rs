@@ -307,6 +307,8 @@ unsafe fn rows_tokens<D: Dot, const T: usize>(
                 while j + 4 <= len {
                     // One prefetch per 64 bytes of weights.
                     prefetch_ahead(row.rp, (b0 + j) * 16);
+                    // Every group size splits the same way, so that a token's result does not
+                    // depend on the batch it came in.
                     block::<D, T>(&row, b0 + j, at(j), &mut even);
                     block::<D, T>(&row, b0 + j + 1, at(j + 1), &mut odd);
                     block::<D, T>(&row, b0 + j + 2, at(j + 2), &mut even);

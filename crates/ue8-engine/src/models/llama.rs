@@ -315,9 +315,12 @@ impl<'m, 'a> Session<'m, 'a> {
             self.profile.stop(Op::Norm, m, t);
             let t = self.profile.start();
             let xb = &self.xb[..m * d];
-            mm.matmul(&layer.q_proj, xb, m, &mut self.q[..m * hq])?; // [m, hq]
-            mm.matmul(&layer.k_proj, xb, m, &mut self.k[..m * hkv])?; // [m, hkv]
-            mm.matmul(&layer.v_proj, xb, m, &mut self.v[..m * hkv])?; // [m, hkv]
+            // One pool dispatch for the three (bit-identical to three matmuls).
+            mm.matmul_group([
+                (&layer.q_proj, xb, m, &mut self.q[..m * hq]), // [m, hq]
+                (&layer.k_proj, xb, m, &mut self.k[..m * hkv]), // [m, hkv]
+                (&layer.v_proj, xb, m, &mut self.v[..m * hkv]), // [m, hkv]
+            ])?;
             self.profile.stop(Op::QkvProj, m, t);
             let t = self.profile.start();
             for i in 0..m {
@@ -401,8 +404,10 @@ impl<'m, 'a> Session<'m, 'a> {
             self.profile.stop(Op::Norm, m, t);
             let t = self.profile.start();
             let xb = &self.xb[..m * d];
-            mm.matmul(&layer.gate_proj, xb, m, &mut self.gate[..m * f])?; // [m, f]
-            mm.matmul(&layer.up_proj, xb, m, &mut self.up[..m * f])?; // [m, f]
+            mm.matmul_group([
+                (&layer.gate_proj, xb, m, &mut self.gate[..m * f]), // [m, f]
+                (&layer.up_proj, xb, m, &mut self.up[..m * f]),     // [m, f]
+            ])?;
             self.profile.stop(Op::GateUpProj, m, t);
             let t = self.profile.start();
             layers::swiglu(&mut self.gate[..m * f], &self.up[..m * f]);
