@@ -185,3 +185,48 @@ fn perplexity_scores_llama_perplexity_window() {
         want
     );
 }
+
+/// Allowed |ue8 int8 - reference| relative to the largest |logit| with `Activations::Int8`. Each of
+/// the 15 chained matmuls (2 layers x 7, plus the output projection) sees activations moved by up to
+/// half a step of their 32-column block, 1/254 of the block's largest magnitude; to first order
+/// these add: 15 / 254 = 5.9e-2. A mis-scaled block or a swapped nibble moves logits by O(1).
+const INT8_LOGIT_TOL_REL: f32 = 5.9e-2;
+
+#[test]
+fn llama_mxfp4_int8_activations_stay_within_the_quantization_budget() {
+    use ue8_engine::kernels::Activations;
+    let dir = fixture("llama_mxfp4_tied");
+    let r = reference(&dir);
+    let ck = Checkpoint::open(&dir).unwrap();
+    let model = LlamaModel::load(&ck, ModelConfig::from_path(&dir).unwrap()).unwrap();
+    let scale = r
+        .logits
+        .iter()
+        .flatten()
+        .fold(0.0f32, |a, &b| a.max(b.abs()));
+    let v = model.config.vocab_size;
+    let t = r.tokens.len();
+    let mut mm = Matmul::new(2).unwrap();
+    mm.set_activations(Activations::Int8);
+    let mut s = Session::new(&model, &mm, 64, t).unwrap();
+    let all = s.forward(&r.tokens, Logits::All).unwrap().to_vec();
+    let mut worst = 0f32;
+    for (i, want) in r.logits.iter().enumerate() {
+        worst = worst.max(max_rel_err(&all[i * v..(i + 1) * v], want, scale));
+    }
+    assert!(worst <= INT8_LOGIT_TOL_REL, "prefill: rel err {worst}");
+    // The int8 path really ran: exact f32 logits would be within LOGIT_TOL_REL.
+    assert!(
+        worst > LOGIT_TOL_REL,
+        "int8 logits equal the f32 ones ({worst})"
+    );
+    let mut s = Session::new(&model, &mm, 64, 1).unwrap();
+    for (i, want) in r.logits.iter().enumerate() {
+        let got = s.forward(&r.tokens[i..i + 1], Logits::Last).unwrap();
+        let err = max_rel_err(got, want, scale);
+        assert!(
+            err <= INT8_LOGIT_TOL_REL,
+            "decode position {i}: rel err {err}"
+        );
+    }
+}
