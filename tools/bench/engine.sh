@@ -32,7 +32,7 @@ uq fp8-qhead fp8-ue8m0 --quantize-lm-head
 uq mxfp4-qhead mxfp4 --quantize-lm-head
 
 pct() { [ -n "$1" ] && [ -n "$2" ] && python3 -c "print(f'{($1/$2-1)*100:+.2f}%')" || echo "n/a"; }
-pf32=""; pfp8=""; pfp8q=""; pmx=""; pll=""; table="(not measured yet)"
+pf32=""; pfp8=""; pfp8q=""; pmx=""; pmx8=""; pll=""; pllq4=""; table="(not measured yet)"
 write_md() {
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 cat >"$OUT" <<MD
@@ -50,48 +50,52 @@ embedding row); "peer model MB" is llama-bench's model size (embedding table inc
 ## Speed (issue 9 rows)
 $table
 
-## Perplexity on Austen (ctx 512, first $PPL_CHUNKS chunks of \`$(basename "$AUSTEN")\`, f32 activations)
+## Perplexity on Austen (ctx 512, first $PPL_CHUNKS chunks of \`$(basename "$AUSTEN")\`, f32 activations unless said)
 | model | perplexity | vs F32 |
 |---|---:|---:|
 | llama-perplexity, original Q4_1 GGUF | $pll | $(pct "$pll" "$pf32") |
+| llama-perplexity, Q4_0 (token_embd/output Q4_0 too: the MXFP4 rows' peer) | $pllq4 | $(pct "$pllq4" "$pf32") |
 | ue8, imported F32 | $pf32 | - |
 | ue8, fp8-ue8m0 (BF16 lm_head) | $pfp8 | $(pct "$pfp8" "$pf32") |
 | ue8, fp8-ue8m0 --quantize-lm-head | $pfp8q | $(pct "$pfp8q" "$pf32") |
 | ue8, mxfp4 --quantize-lm-head | $pmx | $(pct "$pmx" "$pf32") |
+| ue8, mxfp4 --quantize-lm-head, \`--activations int8\` | $pmx8 | $(pct "$pmx8" "$pf32") |
 
 Issue 8 item 9: fp8-ue8m0 should cost about +2.9% (independent numpy reference); more than +4% is a
 defect.
 MD
 }
 # --- perplexity ---------------------------------------------------------------------------------
-ppl_u() { "$UE8" perplexity "$WORK/$1" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 --json |
+ppl_u() { "$UE8" perplexity "$WORK/$1" "${@:2}" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 --json |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["perplexity"])'; }
 log "perplexity (ctx 512, $PPL_CHUNKS chunks)"
 pf32=$(ppl_u f32); write_md; pfp8=$(ppl_u fp8); write_md; pfp8q=$(ppl_u fp8-qhead); write_md
-pmx=$(ppl_u mxfp4-qhead); write_md
-pll=$("$LLAMA_BIN/llama-perplexity" -m "$GGUF" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 2>&1 |
-  sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+pmx=$(ppl_u mxfp4-qhead); write_md; pmx8=$(ppl_u mxfp4-qhead --activations int8); write_md
+ppl_l() { "$LLAMA_BIN/llama-perplexity" -m "$1" -f "$AUSTEN" -c 512 --chunks "$PPL_CHUNKS" -t 2 2>&1 |
+  sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'; }
+pll=$(ppl_l "$GGUF"); write_md; pllq4=$(ppl_l "$WORK/q4_0-all.gguf")
 write_md
 
 # --- speed --------------------------------------------------------------------------------------
 rows=("fp8:q8_0-f16emb:fp8-ue8m0, BF16 lm_head:Q8_0, F16 token_embd/output"
       "fp8-qhead:q8_0:fp8-ue8m0 --quantize-lm-head:Q8_0"
-      "mxfp4-qhead:q4_0-all:mxfp4 --quantize-lm-head:Q4_0, Q4_0 token_embd/output")
+      "mxfp4-qhead:q4_0-all:mxfp4 --quantize-lm-head:Q4_0, Q4_0 token_embd/output"
+      "mxfp4-qhead:q4_0-all:mxfp4 --quantize-lm-head, --activations int8:Q4_0, Q4_0 token_embd/output:--activations int8")
 lb() { "$LLAMA_BIN/llama-bench" -m "$WORK/$1.gguf" -p 128 -n 64 -t "$2" -r "$REPS" -o json 2>/dev/null |
   python3 -c 'import json,sys; r=json.load(sys.stdin); pp=[x for x in r if x["n_prompt"]>0][0]; tg=[x for x in r if x["n_gen"]>0][0]; print(pp["avg_ts"], pp["stddev_ts"], tg["avg_ts"], tg["stddev_ts"], r[0]["model_size"])'; }
-ub() { UE8_KERNELS="${ISA_CAP:-}" "$UE8" bench "$WORK/$1" -p 128 -n 64 -t "$2" -r "$REPS" --json |
+ub() { UE8_KERNELS="${ISA_CAP:-}" "$UE8" bench "$WORK/$1" ${UFLAGS:-} -p 128 -n 64 -t "$2" -r "$REPS" --json |
   python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["pp_tokens_per_s"], r["pp_stddev"], r["tg_tokens_per_s"], r["tg_stddev"], r["weight_bytes_per_token"])'; }
 table_head="| ue8 model | llama.cpp peer | threads | ue8 pp128 t/s | peer pp128 t/s | pp ratio | ue8 tg64 t/s | peer tg64 t/s | tg ratio | ue8 MB/token | peer model MB |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 table="$table_head"
 for row in "${rows[@]}"; do
-  IFS=: read -r um pm ulabel plabel <<<"$row"
+  IFS=: read -r um pm ulabel plabel uflags <<<"$row"
   for t in 1 2; do
     log "bench $um vs $pm, $t thread(s)"
     read -r lpp lpps ltg ltgs lsize < <(lb "$pm" "$t")
     # ue8 with the kernels this CPU has, then capped at AVX2 (what the llama.cpp peer is built for).
     for cap in "" avx2; do
-      read -r upp upps utg utgs ubytes < <(ISA_CAP="$cap" ub "$um" "$t")
+      read -r upp upps utg utgs ubytes < <(ISA_CAP="$cap" UFLAGS="$uflags" ub "$um" "$t")
       label="$ulabel"; [ -n "$cap" ] && label="$ulabel, AVX2 kernels"
       table+=$'\n'$(python3 -c "print(f'| $label | $plabel | $t | {$upp:.1f} ± {$upps:.1f} | {$lpp:.1f} ± {$lpps:.1f} | {$upp/$lpp:.2f}x | {$utg:.1f} ± {$utgs:.1f} | {$ltg:.1f} ± {$ltgs:.1f} | {$utg/$ltg:.2f}x | {$ubytes/1e6:.1f} | {$lsize/1e6:.1f} |')")
     done
