@@ -187,6 +187,18 @@ pub(crate) fn half_scale(scales: &[u8], blocks: usize, r: usize, b: usize) -> f3
     ue8_formats::E8M0::from_bits(e).to_f32() * 0.5
 }
 
+/// The element bytes and E8M0 scale bytes of `w` if it is MXFP4: the one format this path takes.
+pub(crate) fn mxfp4_parts<'a>(w: &WeightMatrix<'a>) -> Option<(&'a [u8], &'a [u8])> {
+    match *w.data() {
+        WeightData::Mx {
+            elem: MxElement::E2M1,
+            data,
+            scales,
+        } => Some((data, scales)),
+        _ => None,
+    }
+}
+
 /// Reference MXFP4 x int8 matmul over `rows`: exact block integers, f64 sum of `I_b * (d_b * s_b)`.
 ///
 /// # Safety
@@ -198,12 +210,7 @@ pub(crate) unsafe fn mxfp4_rows_ref(
     rows: Range<usize>,
     out: OutPtr,
 ) {
-    let WeightData::Mx {
-        elem: MxElement::E2M1,
-        data,
-        scales,
-    } = *w.data()
-    else {
+    let Some((data, scales)) = mxfp4_parts(w) else {
         return;
     };
     let (n, rb, blocks) = (w.n(), w.row_bytes(), qx.blocks);

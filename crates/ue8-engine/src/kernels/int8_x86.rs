@@ -15,8 +15,8 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::avx2::{hsum, prefetch_ahead, LUT_E2M1};
-use super::int8::{block_scale, QuantizedX, E2M1_TWICE_PLUS_12};
-use super::weights::{MxElement, WeightData, WeightMatrix, MX_BLOCK};
+use super::int8::{block_scale, mxfp4_parts, QuantizedX, E2M1_TWICE_PLUS_12};
+use super::weights::{WeightMatrix, MX_BLOCK};
 use super::{Isa, OutPtr};
 
 /// Rows walked together for every group of tokens, so prefill re-reads them from L1.
@@ -334,12 +334,7 @@ unsafe fn rows_tokens<D: Dot, const T: usize>(
 /// As [`rows_tokens`] for every group.
 #[inline(always)]
 unsafe fn run<D: Dot>(w: &WeightMatrix, qx: &QuantizedX, rows: Range<usize>, out: OutPtr) {
-    let WeightData::Mx {
-        elem: MxElement::E2M1,
-        data,
-        scales,
-    } = *w.data()
-    else {
+    let Some((data, scales)) = mxfp4_parts(w) else {
         return;
     };
     let n = w.n();

@@ -375,13 +375,7 @@ pub fn gemm_mxfp4_i8_ref(
 }
 
 fn is_mxfp4(w: &WeightMatrix) -> bool {
-    matches!(
-        w.data(),
-        WeightData::Mx {
-            elem: MxElement::E2M1,
-            ..
-        }
-    )
+    int8::mxfp4_parts(w).is_some()
 }
 
 fn expect_format(kernel: &'static str, w: &WeightMatrix, ok: bool) -> Result<(), KernelError> {
